@@ -1,0 +1,22 @@
+"""Shared fixtures: every op test runs on NumPy, and on CuPy where a GPU is usable."""
+import numpy as np
+import pytest
+
+from scratchnet import backend
+
+GPU = backend.gpu_available()
+requires_gpu = pytest.mark.skipif(not GPU, reason="CuPy with a usable GPU is not available")
+
+DEVICES = ["cpu", pytest.param("gpu", marks=requires_gpu)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """"cpu" (NumPy) or "gpu" (CuPy); the GPU case is skipped where there is none."""
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded NumPy generator per test, so each test is reproducible on its own."""
+    return np.random.default_rng(1234)

@@ -1,0 +1,182 @@
+"""The table of op cases that both the finite-difference and the PyTorch tests run.
+
+Each case fixes an op's non-differentiable arguments (stride, labels, ...) and
+gives four things:
+
+- ``inputs(rng)``: the differentiable inputs, as float64 NumPy arrays;
+- ``forward(*inputs) -> (out, cache)`` and ``backward(dout, cache) -> grads``: scratchnet's op;
+- ``reference(*tensors) -> tensor``: the same computation in PyTorch, our independent reference.
+
+Inputs of ReLU and max pooling are kept away from their kinks (0 for ReLU,
+ties for max pooling), where the derivative jumps and finite differences
+cannot agree with any backward.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from scratchnet import ops
+from scratchnet.backend import get_array_module
+
+
+@dataclass
+class OpCase:
+    id: str
+    inputs: Callable
+    forward: Callable
+    backward: Callable
+    reference: Callable
+
+
+def normal(*shape):
+    return lambda rng: [rng.standard_normal(shape)]
+
+
+def away_from_zero(rng, shape):
+    """Values with |v| >= 0.1, so a small step never crosses ReLU's kink."""
+    return rng.choice([-1.0, 1.0], size=shape) * (0.1 + np.abs(rng.standard_normal(shape)))
+
+
+def distinct(rng, shape):
+    """A shuffle of values 0.05 apart: every pooling window has a clear maximum."""
+    return (rng.permutation(int(np.prod(shape))) * 0.05 - 1.0).reshape(shape)
+
+
+def _F():
+    import torch.nn.functional as F
+    return F
+
+
+def conv_case(x_shape, w_shape, stride, pad, bias=True):
+    def inputs(rng):
+        arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
+        return arrays + [rng.standard_normal(w_shape[0])] if bias else arrays
+
+    def forward(x, w, b=None):
+        return ops.conv2d_forward(x, w, b, stride=stride, pad=pad)
+
+    def reference(x, w, b=None):
+        return _F().conv2d(x, w, b, stride=stride, padding=pad)
+
+    name = f"conv2d-x{x_shape}-w{w_shape}-s{stride}-p{pad}" + ("" if bias else "-nobias")
+    return OpCase(name, inputs, forward, ops.conv2d_backward, reference)
+
+
+def batchnorm_case(x_shape, train):
+    C = x_shape[1]
+    # Eval mode uses fixed running statistics; train mode uses (and here does not record) batch ones.
+    running_mean = np.linspace(-0.5, 0.5, C)
+    running_var = np.linspace(0.5, 2.0, C)
+
+    def inputs(rng):
+        return [rng.standard_normal(x_shape) * 2 + 1, 1 + 0.5 * rng.standard_normal(C), rng.standard_normal(C)]
+
+    def forward(x, gamma, beta):
+        if train:
+            return ops.batchnorm_forward(x, gamma, beta, None, None, train=True)
+        rm, rv = (get_array_module(x).asarray(a, dtype=x.dtype) for a in (running_mean, running_var))
+        return ops.batchnorm_forward(x, gamma, beta, rm, rv, train=False)
+
+    def reference(x, gamma, beta):
+        import torch
+        rm = None if train else torch.tensor(running_mean, dtype=x.dtype)
+        rv = None if train else torch.tensor(running_var, dtype=x.dtype)
+        return _F().batch_norm(x, rm, rv, gamma, beta, training=train, momentum=0.1, eps=1e-5)
+
+    name = f"batchnorm-x{x_shape}-" + ("train" if train else "eval")
+    return OpCase(name, inputs, forward, ops.batchnorm_backward, reference)
+
+
+def relu_case(shape):
+    return OpCase(f"relu-{shape}", lambda rng: [away_from_zero(rng, shape)],
+                  ops.relu_forward, ops.relu_backward, lambda x: _F().relu(x))
+
+
+def concat_case(shapes, axis):
+    def reference(*xs):
+        import torch
+        return torch.cat(xs, dim=axis)
+
+    return OpCase(f"concat-{shapes}-axis{axis}", lambda rng: [rng.standard_normal(s) for s in shapes],
+                  lambda *xs: ops.concat_forward(list(xs), axis=axis), ops.concat_backward, reference)
+
+
+def avgpool_case(shape, kernel, stride):
+    return OpCase(f"avgpool-{shape}-k{kernel}-s{stride}", normal(*shape),
+                  lambda x: ops.avgpool_forward(x, kernel, stride), ops.avgpool_backward,
+                  lambda x: _F().avg_pool2d(x, kernel, stride))
+
+
+def maxpool_case(shape, kernel, stride, pad):
+    return OpCase(f"maxpool-{shape}-k{kernel}-s{stride}-p{pad}", lambda rng: [distinct(rng, shape)],
+                  lambda x: ops.maxpool_forward(x, kernel, stride, pad), ops.maxpool_backward,
+                  lambda x: _F().max_pool2d(x, kernel, stride, pad))
+
+
+def global_avgpool_case(shape):
+    return OpCase(f"global_avgpool-{shape}", normal(*shape), ops.global_avgpool_forward,
+                  ops.global_avgpool_backward, lambda x: x.mean(dim=(2, 3)))
+
+
+def linear_case(n, d, m, bias=True):
+    def inputs(rng):
+        arrays = [rng.standard_normal((n, d)), rng.standard_normal((m, d))]
+        return arrays + [rng.standard_normal(m)] if bias else arrays
+
+    return OpCase(f"linear-{n}x{d}->{m}" + ("" if bias else "-nobias"), inputs,
+                  ops.linear_forward, ops.linear_backward, lambda x, w, b=None: _F().linear(x, w, b))
+
+
+def cross_entropy_case(n, k, scale):
+    labels = np.random.default_rng(n * 100 + k).integers(0, k, size=n)
+
+    def forward(logits):
+        xp = get_array_module(logits)
+        return ops.softmax_cross_entropy(logits, xp.asarray(labels))
+
+    def reference(logits):
+        import torch
+        return _F().cross_entropy(logits, torch.from_numpy(labels))
+
+    # The loss is a scalar, so its backward just scales the cached dlogits.
+    return OpCase(f"softmax_cross_entropy-{n}x{k}-scale{scale}", lambda rng: [rng.standard_normal((n, k)) * scale],
+                  forward, lambda dout, dlogits: dout * dlogits, reference)
+
+
+CASES = [
+    conv_case((2, 3, 7, 9), (4, 3, 3, 3), stride=1, pad=1),
+    conv_case((2, 3, 7, 9), (4, 3, 3, 3), stride=2, pad=1),
+    conv_case((1, 4, 8, 8), (5, 4, 3, 3), stride=1, pad=0),
+    conv_case((2, 3, 9, 7), (2, 3, 5, 5), stride=2, pad=2, bias=False),
+    conv_case((1, 3, 15, 17), (4, 3, 7, 7), stride=2, pad=3, bias=False),
+    conv_case((3, 8, 5, 6), (6, 8, 1, 1), stride=1, pad=0),
+    conv_case((2, 8, 5, 7), (6, 8, 1, 1), stride=2, pad=0, bias=False),
+    conv_case((2, 5, 4, 4), (3, 5, 2, 2), stride=2, pad=0),
+    batchnorm_case((4, 5, 7, 9), train=True),
+    batchnorm_case((1, 3, 4, 5), train=True),
+    batchnorm_case((6, 5), train=True),
+    batchnorm_case((4, 5, 7, 9), train=False),
+    batchnorm_case((1, 3, 4, 5), train=False),
+    relu_case((2, 3, 7, 9)),
+    relu_case((5, 4)),
+    concat_case([(2, 3, 7, 9), (2, 1, 7, 9), (2, 4, 7, 9)], axis=1),
+    concat_case([(1, 5, 2, 3), (2, 5, 2, 3)], axis=0),
+    concat_case([(3, 2), (3, 4)], axis=-1),
+    avgpool_case((2, 3, 8, 8), 2, 2),
+    avgpool_case((2, 3, 7, 9), 2, 2),
+    avgpool_case((1, 2, 7, 9), 3, 2),
+    avgpool_case((1, 2, 5, 6), 3, 1),
+    maxpool_case((2, 3, 8, 8), 3, 2, 1),
+    maxpool_case((1, 2, 7, 9), 3, 2, 1),
+    maxpool_case((1, 2, 7, 9), 2, 2, 0),
+    maxpool_case((2, 2, 9, 7), 3, 1, 1),
+    global_avgpool_case((2, 3, 7, 9)),
+    global_avgpool_case((1, 4, 1, 1)),
+    linear_case(5, 7, 3),
+    linear_case(1, 6, 4),
+    linear_case(4, 3, 5, bias=False),
+    cross_entropy_case(8, 10, scale=1.0),
+    cross_entropy_case(1, 3, scale=1.0),
+    cross_entropy_case(6, 5, scale=2.0),
+]
