@@ -145,6 +145,18 @@ def numerical_directional_derivative(f, arrays, directions, dout=None, h=1e-3, o
             a[...] = a0
 
 
+def random_direction(arrays, seed=0):
+    """A random direction through the space of all ``arrays`` together, of total length 1.
+
+    One normal array per input, scaled so that the sum of all squares is 1: then a
+    step h moves the whole point by exactly h, however many numbers there are.
+    """
+    rng = np.random.default_rng(seed)
+    directions = [rng.standard_normal(a.shape) for a in arrays]
+    length = np.sqrt(sum(float((d * d).sum()) for d in directions))
+    return [get_array_module(a).asarray(d / length) for a, d in zip(arrays, directions)]
+
+
 def _run_op(forward, backward, inputs, seed):
     """float64 copies of the inputs, a random dout, and the analytic gradients."""
     inputs = [x.astype(np.float64, copy=True) for x in inputs]
@@ -181,16 +193,14 @@ def check_gradients(forward, backward, inputs, seed=0, h=1e-3, order=4):
 def check_directional(forward, backward, inputs, seed=0, h=1e-3, order=4):
     """Compare ``backward`` with one directional derivative over all inputs at once.
 
-    Same arguments as ``check_gradients``. For a random direction d, the analytic
+    Same arguments as ``check_gradients``. For a random unit direction d, the analytic
     ``sum_i <grad_i, d_i>`` must equal the numerical derivative of
     ``sum(forward(inputs + h d) * dout)``; inputs without a gradient stay fixed.
     -> (relative error, numerical derivative, analytic derivative).
     """
     inputs, dout, grads = _run_op(forward, backward, inputs, seed)
-    xp = get_array_module(dout)
-    rng = np.random.default_rng(seed + 1)
     moved = [(x, g) for x, g in zip(inputs, grads) if g is not None]
-    directions = [xp.asarray(rng.standard_normal(x.shape)) for x, _ in moved]
+    directions = random_direction([x for x, _ in moved], seed + 1)
     analytic = sum(float((g * d).sum()) for (_, g), d in zip(moved, directions))
     numeric = numerical_directional_derivative(
         lambda: forward(*inputs)[0], [x for x, _ in moved], directions, dout, h, order)

@@ -1,0 +1,231 @@
+"""Parameter, Module and Sequential: the PyTorch-style containers the layers are built from.
+
+A Module keeps three kinds of state, registered by assignment as in PyTorch:
+
+- parameters (``self.weight = Parameter(...)``): trained, each with ``.data`` and ``.grad``;
+- buffers (``self.register_buffer("running_mean", ...)``): saved but not trained;
+- sub-modules (``self.conv1 = Conv2d(...)``): whose state is named ``conv1.<name>``.
+
+Unlike PyTorch there is no autograd: every module writes its own ``backward(dout)``,
+which returns the gradient of its input and adds its parameters' gradients to ``.grad``.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend import device_of, to_device
+
+
+class Parameter:
+    """A trainable array and the gradient accumulated for it.
+
+    data: the array (NumPy or CuPy); grad: an array shaped like data, or None
+    before the first backward and after ``zero_grad()``.
+    """
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def accumulate_grad(self, grad):
+        """Add ``grad`` to ``.grad`` (taking ``grad`` itself the first time: ops return fresh arrays)."""
+        if grad.shape != self.data.shape:
+            raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(self.data.shape)}")
+        if self.grad is None:
+            self.grad = grad
+        else:
+            self.grad += grad
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and model."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -------------------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning {name}")
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._buffers:
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: look in the registries.
+        for registry in ("_parameters", "_buffers", "_modules"):
+            entries = self.__dict__.get(registry, {})
+            if name in entries:
+                return entries[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def register_buffer(self, name, array):
+        """Register state that is saved in the state dict but not trained (e.g. running_mean)."""
+        self._buffers[name] = array
+
+    def add_module(self, name, module):
+        self._modules[name] = module
+
+    # -- walking the tree ---------------------------------------------------------------------------
+    def named_modules(self, prefix=""):
+        """Yield (name, module) for this module and every module below it."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self):
+        """Yield (name, Parameter), names as in PyTorch: ``features.conv0.weight``."""
+        for prefix, module in self.named_modules():
+            for name, param in module._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), param
+
+    def parameters(self):
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self):
+        for prefix, module in self.named_modules():
+            for name, buffer in module._buffers.items():
+                yield (f"{prefix}.{name}" if prefix else name), buffer
+
+    def num_parameters(self):
+        """How many trainable numbers the module has."""
+        return sum(int(param.data.size) for param in self.parameters())
+
+    # -- modes, gradients, devices ------------------------------------------------------------------
+    def train(self, mode=True):
+        """Training mode: batch norm uses batch statistics, dropout drops. Returns self."""
+        for _, module in self.named_modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: batch norm uses running statistics, dropout is the identity."""
+        return self.train(False)
+
+    def zero_grad(self):
+        """Forget all accumulated gradients (``.grad = None``, as PyTorch does by default)."""
+        for param in self.parameters():
+            param.grad = None
+
+    def to(self, device):
+        """Move every parameter, gradient and buffer to ``device`` ("cpu" or "gpu"). Returns self."""
+        for _, module in self.named_modules():
+            for param in module._parameters.values():
+                param.data = to_device(param.data, device)
+                param.grad = to_device(param.grad, device)
+            for name, buffer in module._buffers.items():
+                module._buffers[name] = to_device(buffer, device)
+        return self
+
+    # -- saving and loading -------------------------------------------------------------------------
+    def state_dict(self):
+        """Every parameter and buffer by its dotted name (the arrays themselves, not copies)."""
+        state = OrderedDict((name, param.data) for name, param in self.named_parameters())
+        state.update(self.named_buffers())
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays into the parameters and buffers, in place, after checking every key and shape.
+
+        Accepts anything array-like (NumPy, CuPy, or PyTorch tensors' ``.numpy()``): a
+        state dict of torchvision's DenseNet loads as it is. Values are converted to
+        each parameter's dtype and device.
+        """
+        own = self.state_dict()
+        missing = [key for key in own if key not in state]
+        unexpected = [key for key in state if key not in own]
+        if missing or unexpected:
+            raise ValueError(_describe_key_mismatch(missing, unexpected))
+        for key, target in own.items():
+            if tuple(np.shape(state[key])) != tuple(target.shape):
+                raise ValueError(f"load_state_dict: {key} has shape {tuple(np.shape(state[key]))} "
+                                 f"but the model expects {tuple(target.shape)}")
+        for key, target in own.items():
+            value = state[key] if _is_array(state[key]) else np.asarray(state[key])   # e.g. a torch tensor
+            target[...] = to_device(value, device_of(target)).astype(target.dtype, copy=False)
+
+    # -- running ------------------------------------------------------------------------------------
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            child_lines = repr(child).split("\n")
+            lines.append(f"  ({name}): " + "\n  ".join(child_lines))
+        return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype") and type(value).__module__.split(".")[0] in ("numpy", "cupy")
+
+
+def _describe_key_mismatch(missing, unexpected, shown=5):
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+            parts.append(f"{len(keys)} {label} key(s): {', '.join(keys[:shown])}{more}")
+    return "load_state_dict: " + "; ".join(parts)
+
+
+class Sequential(Module):
+    """Modules run one after another; backward runs them in reverse.
+
+    ``Sequential(a, b)`` names them "0", "1"; ``Sequential(OrderedDict(conv0=a, ...))`` by the keys.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
+
+    def backward(self, dout):
+        for module in reversed(list(self)):
+            dout = module.backward(dout)
+        return dout

@@ -1,0 +1,115 @@
+"""SGD against torch.optim.SGD over several steps, and the schedules against torch's schedulers."""
+import numpy as np
+import pytest
+
+from scratchnet.nn import Parameter
+from scratchnet.optim import SGD, cosine_lr, step_lr
+
+torch = pytest.importorskip("torch")
+
+SETTINGS = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.1, momentum=0.9),
+    "paper (nesterov, weight decay)": dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
+    "dampening and decay": dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=5e-3),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_sgd_follows_torch_optim_sgd(name, dtype):
+    settings = SETTINGS[name]
+    rng = np.random.default_rng(0)
+    shapes = [(4, 3, 3, 3), (7,), (2, 5)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    ours = [Parameter(a.copy()) for a in start]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in start]
+    sgd, torch_sgd = SGD(ours, **settings), torch.optim.SGD(theirs, **settings)
+    for step in range(6):
+        if step == 3:   # a schedule changing the learning rate mid-way
+            sgd.lr = settings["lr"] / 10
+            for group in torch_sgd.param_groups:
+                group["lr"] = settings["lr"] / 10
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        sgd.zero_grad()
+        torch_sgd.zero_grad()
+        for param, tensor, grad in zip(ours, theirs, grads):
+            param.accumulate_grad(grad.copy())
+            tensor.grad = torch.tensor(grad)
+        sgd.step()
+        torch_sgd.step()
+        for param, tensor in zip(ours, theirs):
+            expected = tensor.detach().numpy()
+            assert param.data.dtype == expected.dtype
+            tolerance = 1e-14 if dtype == "float64" else 1e-6
+            assert np.allclose(param.data, expected, rtol=tolerance, atol=tolerance), f"step {step}"
+
+
+def test_parameters_without_a_gradient_are_left_alone():
+    frozen, trained = Parameter(np.ones(3)), Parameter(np.ones(3))
+    trained.accumulate_grad(np.ones(3))
+    SGD([frozen, trained], lr=0.5, weight_decay=0.1).step()
+    assert (frozen.data == 1).all() and np.allclose(trained.data, 1 - 0.5 * (1 + 0.1))
+
+
+def test_state_dict_round_trip_continues_identically():
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(5) for _ in range(4)]
+
+    def run(steps, sgd, param):
+        for grad in steps:
+            param.grad = None
+            param.accumulate_grad(grad.copy())
+            sgd.step()
+
+    straight = Parameter(np.zeros(5))
+    sgd = SGD([straight], lr=0.1, momentum=0.9, nesterov=True)
+    run(grads, sgd, straight)
+
+    first = Parameter(np.zeros(5))
+    sgd_first = SGD([first], lr=0.1, momentum=0.9, nesterov=True)
+    run(grads[:2], sgd_first, first)
+    state = {key: np.array(value) for key, value in sgd_first.state_dict().items()}
+    resumed = Parameter(first.data.copy())
+    sgd_resumed = SGD([resumed], lr=0.5, momentum=0.9, nesterov=True)
+    sgd_resumed.load_state_dict(state)
+    run(grads[2:], sgd_resumed, resumed)
+    assert np.array_equal(resumed.data, straight.data)
+
+
+def test_load_state_dict_rejects_a_mismatch():
+    sgd = SGD([Parameter(np.zeros(3))], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"momentum_buffer.0 has shape \(4,\) but parameter 0 has \(3,\)"):
+        sgd.load_state_dict({"lr": np.array(0.1), "momentum_buffer.0": np.zeros(4)})
+    with pytest.raises(ValueError, match="unexpected key 'momentum_buffer.1' for 1 parameters"):
+        sgd.load_state_dict({"lr": np.array(0.1), "momentum_buffer.1": np.zeros(3)})
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
+        SGD([], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        SGD([], lr=-1)
+
+
+@pytest.mark.parametrize("epochs", [300, 40, 7])
+def test_step_schedule_matches_multistep_lr(epochs):
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2, epochs * 3 // 4], gamma=0.1)
+    for epoch in range(epochs):
+        assert np.isclose(step_lr(epoch, 0.1, epochs), optimizer.param_groups[0]["lr"], rtol=1e-12)
+        optimizer.step()
+        scheduler.step()
+    assert step_lr(0, 0.1, 300) == 0.1 and np.isclose(step_lr(150, 0.1, 300), 0.01)
+    assert np.isclose(step_lr(225, 0.1, 300), 0.001)
+
+
+def test_cosine_schedule_matches_cosine_annealing_lr():
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
+    for epoch in range(20):
+        assert np.isclose(cosine_lr(epoch, 0.1, 20), optimizer.param_groups[0]["lr"], rtol=1e-9, atol=1e-15)
+        optimizer.step()
+        scheduler.step()
