@@ -1,0 +1,74 @@
+"""Checkpoints and run files, written atomically: a crash mid-write never leaves a file that looks valid.
+
+A checkpoint is one ``.npz`` that loads with ``allow_pickle=False``: the model's
+state dict (``model/<name>``), the optimiser's (``optimizer/<name>``), the
+position in training, the random generators' states and the run's config
+(as JSON strings), so that a resumed run continues exactly where it stopped.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .backend import to_numpy
+
+FORMAT_VERSION = 1
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def generator_state(rng):
+    """A NumPy Generator's state as a JSON string (it holds 128-bit integers, which npz cannot)."""
+    return json.dumps(rng.bit_generator.state)
+
+
+def restore_generator(rng, state):
+    rng.bit_generator.state = json.loads(str(state))
+
+
+def save_checkpoint(path, model, optimizer, progress, generators, config):
+    """Write model, optimiser, progress (a dict of numbers and arrays), generators (name -> Generator), config."""
+    arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config))}
+    arrays.update({f"model/{name}": to_numpy(value) for name, value in model.state_dict().items()})
+    arrays.update({f"optimizer/{name}": to_numpy(value) for name, value in optimizer.state_dict().items()})
+    arrays.update({f"progress/{name}": np.asarray(value) for name, value in progress.items()})
+    arrays.update({f"rng/{name}": np.array(generator_state(rng)) for name, rng in generators.items()})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path):
+    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            entries = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable scratchnet checkpoint ({e})") from None
+    if int(entries.get("format_version", -1)) != FORMAT_VERSION:
+        raise ValueError(f"{path} is not a scratchnet checkpoint of format {FORMAT_VERSION}")
+    sections = {"model": {}, "optimizer": {}, "progress": {}, "rng": {}}
+    for key, value in entries.items():
+        section, _, name = key.partition("/")
+        if section in sections:
+            sections[section][name] = value
+    sections["config"] = json.loads(str(entries["config"]))
+    return sections

@@ -1,0 +1,38 @@
+"""The paper's preprocessing, vectorised over the whole batch and run where the batch lives (CPU or GPU).
+
+- ``normalize``: uint8 pixels to floats with zero mean and unit variance per channel.
+- ``random_crop_flip``: the "C10+" augmentation: pad 4 pixels of zeros, crop a random
+  32x32 window, and flip half the images left to right. The random choices come
+  from a NumPy generator, so a seed gives the same batches on the CPU and the GPU.
+"""
+import numpy as np
+
+from ..backend import get_array_module
+
+
+def normalize(images, mean, std, dtype=np.float32):
+    """images: uint8 (N, C, H, W); mean, std: per channel on the 0..255 scale -> (N, C, H, W) floats."""
+    xp = get_array_module(images)
+    mean = xp.asarray(mean, dtype=dtype).reshape(1, -1, 1, 1)
+    std = xp.asarray(std, dtype=dtype).reshape(1, -1, 1, 1)
+    return (images.astype(dtype) - mean) / std
+
+
+def random_crop_flip(x, rng, padding=4):
+    """x: (N, C, H, W) -> (N, C, H, W): each image zero-padded, randomly cropped and maybe mirrored.
+
+    One fancy-indexing gather does all images at once: image n's output pixel
+    (i, j) is padded pixel (top[n] + i, left[n] + j), with j read backwards for a flip.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    top = rng.integers(0, 2 * padding + 1, size=N)
+    left = rng.integers(0, 2 * padding + 1, size=N)
+    flip = rng.random(N) < 0.5
+    rows = top[:, None] + np.arange(H)                      # (N, H)
+    cols = left[:, None] + np.arange(W)                     # (N, W)
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    padded = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n = xp.arange(N)[:, None, None, None]
+    c = xp.arange(C)[None, :, None, None]
+    return padded[n, c, xp.asarray(rows)[:, None, :, None], xp.asarray(cols)[:, None, None, :]]

@@ -1,0 +1,175 @@
+"""python -m scratchnet.train on a small synthetic CIFAR: files written, resume, Ctrl-C, NaN, bad flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_fixtures import make_cifar_folder, publish
+from scratchnet import train as train_module
+from scratchnet.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = ("seconds", "images_per_s")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cifar")
+    make_cifar_folder(folder, "cifar10", per_file=20)          # 100 training and 20 test images
+    return folder
+
+
+def tiny_run(data_dir, out, *extra):
+    return ["--data-dir", str(data_dir), "--depth", "10", "--k", "4", "--batch-size", "16", "--epochs", "2",
+            "--out", str(out), *extra]
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(metrics):
+    return [{key: value for key, value in m.items() if key not in TIMING} for m in metrics]
+
+
+def test_help_explains_the_flags():
+    result = subprocess.run([sys.executable, "-m", "scratchnet.train", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0
+    for flag in ("--k", "--depth", "--no-bc", "--theta", "--dropout", "--schedule", "--resume", "--limit-train",
+                 "--eval-only", "--no-augment", "--device", "--seed", "--data-dir", "--out"):
+        assert flag in result.stdout
+
+
+def test_a_run_writes_metrics_curves_config_and_a_checkpoint(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(data_dir, out)) == 0
+    metrics = read_metrics(out)
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"} <= set(m)
+        assert 0 <= m["test_acc"] <= 1 and m["images_per_s"] > 0 and np.isfinite(m["train_loss"])
+    assert [m["lr"] for m in metrics] == pytest.approx([0.1, 0.001])    # step schedule: /10 at 50% and 75%
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((out / "config.json").read_text())
+    assert config["depth"] == 10 and config["k"] == 4 and config["bc"] and config["augment"]
+    checkpoint = load_checkpoint(out / "checkpoint.npz")        # loads with allow_pickle=False
+    assert int(checkpoint["progress"]["epoch"]) == 2
+    assert "features.denseblock1.denselayer1.norm1.running_var" in checkpoint["model"]
+    assert any(key.startswith("momentum_buffer.") for key in checkpoint["optimizer"])
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no temporary files left
+
+
+def interrupt_at_training_step(monkeypatch, step):
+    """Send ourselves a real SIGINT while training step ``step`` (counting from 1) is being prepared."""
+    calls = {"n": 0}
+    original = train_module.prepare_batch
+
+    def prepare_batch(images, labels, data, device, augment_rng=None):
+        calls["n"] += augment_rng is not None
+        if augment_rng is not None and calls["n"] == step:
+            signal.raise_signal(signal.SIGINT)
+        return original(images, labels, data, device, augment_rng)
+
+    monkeypatch.setattr(train_module, "prepare_batch", prepare_batch)
+
+
+@pytest.mark.parametrize("stop_at_step", [3, 9])   # 7 steps an epoch: inside epoch 1, inside epoch 2
+def test_an_interrupted_run_resumes_bit_identically(data_dir, tmp_path, monkeypatch, stop_at_step, capsys):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    extra = ("--dropout", "0.1")                        # dropout masks must continue identically too
+    assert train_module.main(tiny_run(data_dir, straight, *extra)) == 0
+
+    with monkeypatch.context() as patch:
+        interrupt_at_training_step(patch, stop_at_step)
+        assert train_module.main(tiny_run(data_dir, interrupted, *extra)) == 130
+    assert "checkpoint saved" in capsys.readouterr().out
+    saved = load_checkpoint(interrupted / "checkpoint.npz")["progress"]
+    assert int(saved["epoch"]) * 7 + int(saved["step"]) == stop_at_step
+    assert train_module.main(["--resume", "--out", str(interrupted), "--data-dir", str(data_dir)]) == 0
+
+    assert without_timing(read_metrics(interrupted)) == without_timing(read_metrics(straight))
+    a, b = load_checkpoint(straight / "checkpoint.npz"), load_checkpoint(interrupted / "checkpoint.npz")
+    for section in ("model", "optimizer"):
+        assert a[section].keys() == b[section].keys()
+        for key in a[section]:
+            assert np.array_equal(a[section][key], b[section][key]), key
+
+
+def test_ctrl_c_in_a_real_process_saves_and_exits_cleanly(data_dir, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "scratchnet.train", *tiny_run(data_dir, out), "--epochs", "200"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline:   # wait for epoch 1 to finish
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "checkpoint saved" in stdout and "--resume" in stdout
+    progress = load_checkpoint(out / "checkpoint.npz")["progress"]
+    assert 1 <= int(progress["epoch"]) < 200
+
+
+def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    original = train_module.prepare_batch
+
+    def poisoned(images, labels, data, device, augment_rng=None):
+        x, y = original(images, labels, data, device, augment_rng)
+        calls["n"] += augment_rng is not None
+        if calls["n"] == 10:                      # epoch 2, step 3
+            x = x * np.nan
+        return x, y
+
+    monkeypatch.setattr(train_module, "prepare_batch", poisoned)
+    assert train_module.main(tiny_run(data_dir, out)) == 1
+    message = capsys.readouterr().err
+    assert "the training loss became nan at epoch 2, step 3 of 7" in message
+    assert f"the last good checkpoint is {out / 'checkpoint.npz'} (after epoch 1)" in message
+    assert int(load_checkpoint(out / "checkpoint.npz")["progress"]["epoch"]) == 1   # not overwritten
+
+
+def test_eval_only_reports_the_checkpoints_test_accuracy(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(data_dir, out)) == 0
+    capsys.readouterr()
+    assert train_module.main(["--eval-only", str(out / "checkpoint.npz"), "--data-dir", str(data_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy {read_metrics(out)[-1]['test_acc']:.2%}" in printed
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--depth", "41"], "depth 41 does not fit DenseNet-BC"),
+    (["--no-bc", "--depth", "39"], "the nearest valid depths are 37 or 40"),
+    (["--limit-train", "0"], "--limit-train must be at least 1"),
+])
+def test_bad_flags_are_reported_without_a_traceback(data_dir, tmp_path, argv, message, capsys):
+    assert train_module.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runs_are_not_overwritten_and_resume_needs_a_checkpoint(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(["--resume", "--out", str(out)]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert train_module.main(tiny_run(data_dir, out, "--epochs", "1")) == 0
+    assert train_module.main(tiny_run(data_dir, out)) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert train_module.main(["--resume", "--out", str(out), "--k", "6"]) == 2
+    assert "--k 6 (saved: 4)" in capsys.readouterr().err
+
+
+def test_a_missing_dataset_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    publish(monkeypatch, "cifar10", tmp_path / "unreachable" / "cifar-10-python.tar.gz", "0" * 32)
+    assert train_module.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "downloading it failed" in err and "--data-dir" in err
