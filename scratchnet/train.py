@@ -20,7 +20,7 @@ import numpy as np
 
 from . import ops
 from .backend import GPUUnavailableError, to_device
-from .checkpoint import atomic_write_text, load_checkpoint, restore_generator, save_checkpoint
+from .checkpoint import atomic_write, atomic_write_text, load_checkpoint, restore_generator, save_checkpoint
 from .data import DataError, load_cifar, normalize, random_crop_flip
 from .models import densenet_cifar
 from .optim import SCHEDULES, SGD
@@ -116,9 +116,10 @@ def prepare_batch(images, labels, data, device, augment_rng=None):
     return x, to_device(labels, device)
 
 
-def evaluate(model, data, config, stop=None, batch_size=500):
+def evaluate(model, data, config, stop=None):
     """Mean loss and accuracy over the test set, in eval mode. None if ``stop`` was set on the way."""
     model.eval()
+    batch_size = 2 * config["batch_size"]      # no backward pass to keep memory for
     loss_sum, correct, n = 0.0, 0, len(data.test_labels)
     batches = range(0, n, batch_size)
     for start in tqdm(batches, desc="  test", leave=False, unit="batch", dynamic_ncols=True):
@@ -160,12 +161,12 @@ class Interrupted(Exception):
     """Ctrl-C stopped the run after a checkpoint was saved."""
 
 
-def plot_curves(metrics, path):
+def plot_curves(metrics, path, title=""):
     """Loss and accuracy per epoch, train and test, into one PNG (written atomically)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .checkpoint import atomic_write
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [m["epoch"] for m in metrics]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -177,6 +178,8 @@ def plot_curves(metrics, path):
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
@@ -262,7 +265,7 @@ def train(config, checkpoint=None):
             metrics.append(record)
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            plot_curves(metrics, out / "curves.png")
+            plot_curves(metrics, out / "curves.png", f"{config['name']} on {config['dataset']}")
             progress.update(epoch=epoch + 1, step=0, order=np.zeros(0, np.int64), loss_sum=0.0, correct=0,
                             seconds=0.0)
             save()
