@@ -36,6 +36,32 @@ def inputs_rng():
     return np.random.default_rng(1234)
 
 
+def network_errors(build, build_reference, size):
+    """Worst error at the tensors' scale over logits, input and parameter gradients and buffers, train then eval."""
+    torch.manual_seed(0)
+    reference, model = build_reference().double(), build()
+    model.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    rng, worst = np.random.default_rng(0), 0.0
+    for mode in (True, False):
+        model.train(mode)
+        reference.train(mode)
+        x = rng.standard_normal((3, 3, size, size))
+        dlogits = rng.standard_normal((3, reference.classifier.out_features))
+        model.zero_grad()
+        reference.zero_grad()
+        logits = model(x)
+        dx = model.backward(dlogits)
+        x_tensor = torch.tensor(x, requires_grad=True)
+        expected = reference(x_tensor)
+        expected.backward(torch.tensor(dlogits))
+        pairs = [(logits, expected), (dx, x_tensor.grad)]
+        params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+        pairs += [(params[n].grad, p.grad) for n, p in reference.named_parameters()]
+        pairs += [(buffers[n], b) for n, b in reference.named_buffers() if "num_batches" not in n]
+        worst = max([worst] + [norm_rel_error(a, b.detach().numpy()) for a, b in pairs])
+    return worst
+
+
 def main():
     worst = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
     for case in CASES:
@@ -50,6 +76,20 @@ def main():
     print("| --- | --- | --- | --- | --- |")
     for op, (f64, f32, fd, count) in worst.items():
         print(f"| {op} | {count} | {f64:.1e} | {f32:.1e} | {fd:.1e} |")
+    from scratchnet.models import densenet121, densenet_cifar
+    from torch_densenet import torch_densenet121, torch_densenet_cifar
+    networks = {
+        "DenseNet-BC (L=16, k=6), 16x16": (lambda: densenet_cifar(16, 6, dtype=np.float64),
+                                           lambda: torch_densenet_cifar(16, 6, True), 16),
+        "DenseNet (L=10, k=4), 16x16": (lambda: densenet_cifar(10, 4, bc=False, dtype=np.float64),
+                                        lambda: torch_densenet_cifar(10, 4, False), 16),
+        "DenseNet-121, 64x64": (lambda: densenet121(num_classes=7, dtype=np.float64), lambda: torch_densenet121(7), 64),
+    }
+    print()
+    print("| whole network, float64, train and eval | worst error at the tensors' scale |")
+    print("| --- | --- |")
+    for name, (build, build_reference, size) in networks.items():
+        print(f"| {name} | {network_errors(build, build_reference, size):.1e} |")
 
 
 if __name__ == "__main__":
