@@ -141,6 +141,50 @@ def to_device(a, device=None):
     return cupy.asarray(a)
 
 
+THREADS_ENV_VAR = "SCRATCHNET_THREADS"
+_thread_pool = None
+
+
+def cpu_threads():
+    """Threads for element-wise work on the CPU: ``$SCRATCHNET_THREADS``, else one per available core."""
+    value = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{THREADS_ENV_VAR}={value!r} must be a positive integer")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# Below this many array elements per thread, handing work to a thread costs more than it saves.
+MIN_ELEMENTS_PER_THREAD = 1 << 18
+
+
+def parallel_slices(fn, n, xp=numpy, size=None):
+    """Call ``fn(s)`` for slices ``s`` that split range(n) into one part per CPU core, in threads.
+
+    NumPy runs element-wise work on one core but releases the GIL while it runs,
+    so giving each thread its own rows (say, its own channels) uses every core.
+    fn must only touch its own rows; the result is then the same as one
+    ``fn(slice(0, n))``, which is what CuPy (already parallel on the GPU), a single
+    core and small work (``size``: elements involved) get.
+    """
+    parts = min(cpu_threads(), n) if xp is numpy else 1
+    if size is not None:
+        parts = min(parts, max(1, size // MIN_ELEMENTS_PER_THREAD))
+    if parts <= 1:
+        fn(slice(0, n))
+        return
+    global _thread_pool
+    if _thread_pool is None or _thread_pool._max_workers < parts - 1:
+        from concurrent.futures import ThreadPoolExecutor
+        _thread_pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="scratchnet")
+    bounds = [n * i // parts for i in range(parts + 1)]
+    others = [_thread_pool.submit(fn, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
+    fn(slice(bounds[0], bounds[1]))          # the calling thread takes the first part itself
+    for future in others:
+        future.result()
+
+
 def seed(value):
     """Seed NumPy's global generator, and CuPy's too where CuPy is already in use.
 

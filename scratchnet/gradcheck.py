@@ -205,3 +205,34 @@ def check_directional(forward, backward, inputs, seed=0, h=1e-3, order=4):
     numeric = numerical_directional_derivative(
         lambda: forward(*inputs)[0], [x for x, _ in moved], directions, dout, h, order)
     return rel_error(numeric, analytic), numeric, analytic
+
+
+def check_module_directional(module, x, seed=0, h=1e-5, order=4):
+    """Check a whole model's backward: one directional derivative through every parameter and the input.
+
+    module: anything with ``parameters()``, ``module(x)`` and ``module.backward(dout)``, in float64;
+    if it has a random generator ``module.rng`` (dropout masks), every pass restarts it from
+    the same state, so that all passes drop the same units. The step h is small because a
+    ReLU network has kinks everywhere, and a longer step along a random direction can cross
+    one (then no finite difference matches any gradient).
+    -> (relative error, numerical derivative, analytic derivative).
+    """
+    rng_state = module.rng.bit_generator.state if hasattr(module, "rng") else None
+
+    def forward():
+        if rng_state is not None:
+            module.rng.bit_generator.state = rng_state
+        return module(x)
+
+    out = forward()
+    xp = get_array_module(out)
+    dout = xp.asarray(np.random.default_rng(seed).standard_normal(out.shape))
+    module.zero_grad()
+    dx = module.backward(dout)
+    params = module.parameters()
+    arrays = [p.data for p in params] + [x]
+    grads = [p.grad for p in params] + [dx]
+    directions = random_direction(arrays, seed + 1)
+    analytic = sum(float((g * d).sum()) for g, d in zip(grads, directions))
+    numeric = numerical_directional_derivative(forward, arrays, directions, dout, h, order)
+    return rel_error(numeric, analytic), numeric, analytic

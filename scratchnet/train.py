@@ -47,6 +47,9 @@ def build_parser():
     model.add_argument("--theta", type=float, default=None, help="compression at transitions (default: 0.5 BC, 1 plain)")
     model.add_argument("--dropout", type=float, default=0.0, help="dropout after each conv but the first (paper: 0.2 "
                                                                   "without augmentation)")
+    model.add_argument("--no-memory-efficient", dest="memory_efficient", action="store_false",
+                       help="the textbook DenseNet (a concatenation per layer, memory quadratic in depth) instead of "
+                            "the shared-buffer one (Pleiss et al. 2017; same gradients, faster, linear memory)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
     data.add_argument("--data-dir", default="data", help="where the dataset is, or is downloaded to")
@@ -93,7 +96,7 @@ def default_out(config):
 def build_model(config):
     model = densenet_cifar(config["depth"], config["k"], bc=config["bc"], theta=config["theta"],
                            dropout=config["dropout"], num_classes=100 if config["dataset"] == "cifar100" else 10,
-                           seed=config["seed"])
+                           seed=config["seed"], memory_efficient=config.get("memory_efficient", True))
     return model.to(config["device"])
 
 

@@ -48,22 +48,51 @@ def _F():
     return F
 
 
-def conv_case(x_shape, w_shape, stride, pad, bias=True):
+def swap_batch_and_channels(a):
+    """(N, C, H, W) <-> (C, N, H, W), as a contiguous array."""
+    return get_array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3))
+
+
+def converter(layout):
+    """Moves an (N, C, H, W) array into ``layout`` and back (the identity for NCHW).
+
+    The cases keep their inputs and PyTorch references in NCHW; a channel-major
+    variant transposes x on the way in and the image-shaped results on the way out.
+    """
+    return (lambda a: a) if layout == "NCHW" else swap_batch_and_channels
+
+
+def conv_case(x_shape, w_shape, stride, pad, bias=True, method="im2col", layout="NCHW"):
+    to_layout = converter(layout)
+
     def inputs(rng):
         arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
         return arrays + [rng.standard_normal(w_shape[0])] if bias else arrays
 
     def forward(x, w, b=None):
-        return ops.conv2d_forward(x, w, b, stride=stride, pad=pad)
+        out, cache = ops.conv2d_forward(to_layout(x), w, b, stride=stride, pad=pad, layout=layout, method=method)
+        return to_layout(out), cache
+
+    def backward(dout, cache):
+        dx, dw, db = ops.conv2d_backward(to_layout(dout), cache)
+        return to_layout(dx), dw, db
 
     def reference(x, w, b=None):
         return _F().conv2d(x, w, b, stride=stride, padding=pad)
 
-    name = f"conv2d-x{x_shape}-w{w_shape}-s{stride}-p{pad}" + ("" if bias else "-nobias")
-    return OpCase(name, inputs, forward, ops.conv2d_backward, reference)
+    name = f"conv2d-x{x_shape}-w{w_shape}-s{stride}-p{pad}" + ("" if bias else "-nobias") + f"-{method}-{layout}"
+    return OpCase(name, inputs, forward, backward, reference)
 
 
-def batchnorm_case(x_shape, train):
+def conv_cases(x_shape, w_shape, stride, pad, bias=True):
+    """The convolution in both layouts, by im2col and (where it applies) by kn2row."""
+    kn2row = stride == 1 and w_shape[2] * w_shape[3] > 1
+    return [conv_case(x_shape, w_shape, stride, pad, bias, method, layout)
+            for method in (["im2col", "kn2row"] if kn2row else ["im2col"]) for layout in ("NCHW", "CNHW")]
+
+
+def batchnorm_case(x_shape, train, layout="NCHW"):
+    to_layout = converter(layout)
     C = x_shape[1]
     # Eval mode uses fixed running statistics; train mode uses (and here does not record) batch ones.
     running_mean = np.linspace(-0.5, 0.5, C)
@@ -74,9 +103,15 @@ def batchnorm_case(x_shape, train):
 
     def forward(x, gamma, beta):
         if train:
-            return ops.batchnorm_forward(x, gamma, beta, None, None, train=True)
-        rm, rv = (get_array_module(x).asarray(a, dtype=x.dtype) for a in (running_mean, running_var))
-        return ops.batchnorm_forward(x, gamma, beta, rm, rv, train=False)
+            out, cache = ops.batchnorm_forward(to_layout(x), gamma, beta, None, None, train=True, layout=layout)
+        else:
+            rm, rv = (get_array_module(x).asarray(a, dtype=x.dtype) for a in (running_mean, running_var))
+            out, cache = ops.batchnorm_forward(to_layout(x), gamma, beta, rm, rv, train=False, layout=layout)
+        return to_layout(out), cache
+
+    def backward(dout, cache):
+        dx, dgamma, dbeta = ops.batchnorm_backward(to_layout(dout), cache)
+        return to_layout(dx), dgamma, dbeta
 
     def reference(x, gamma, beta):
         import torch
@@ -84,8 +119,50 @@ def batchnorm_case(x_shape, train):
         rv = None if train else torch.tensor(running_var, dtype=x.dtype)
         return _F().batch_norm(x, rm, rv, gamma, beta, training=train, momentum=0.1, eps=1e-5)
 
-    name = f"batchnorm-x{x_shape}-" + ("train" if train else "eval")
-    return OpCase(name, inputs, forward, ops.batchnorm_backward, reference)
+    name = f"batchnorm-x{x_shape}-" + ("train" if train else "eval") + f"-{layout}"
+    return OpCase(name, inputs, forward, backward, reference)
+
+
+def symmetric_away_from_zero(rng, shape):
+    """Per channel (axis 1), values ±v with |v| >= 0.3 in pairs: mean exactly 0, nothing near 0.
+
+    Batch norm with beta = 0 keeps every output at least ~0.1 from ReLU's kink.
+    """
+    N, C = shape[:2]
+    half = (N * int(np.prod(shape[2:]))) // 2
+    columns = []
+    for _ in range(C):
+        v = rng.choice([-1.0, 1.0], size=half) * (0.3 + np.abs(rng.standard_normal(half)))
+        columns.append(rng.permutation(np.concatenate([v, -v])))
+    return np.stack(columns, axis=0).reshape((C, N) + tuple(shape[2:])).swapaxes(0, 1).copy()
+
+
+def batchnorm_relu_case(x_shape, train):
+    """The fused op on a channel-major x, checked as relu(batch_norm(x)) in NCHW."""
+    C = x_shape[1]
+    running_mean, running_var = np.zeros(C), np.linspace(0.5, 2.0, C)
+
+    def inputs(rng):
+        return [symmetric_away_from_zero(rng, x_shape), 1 + 0.3 * rng.standard_normal(C), np.zeros(C)]
+
+    def forward(x, gamma, beta):
+        xp = get_array_module(x)
+        rm, rv = (None, None) if train else (xp.asarray(running_mean, x.dtype), xp.asarray(running_var, x.dtype))
+        out, cache = ops.batchnorm_relu_forward(swap_batch_and_channels(x), gamma, beta, rm, rv, train=train)
+        return swap_batch_and_channels(out), cache
+
+    def backward(dout, cache):
+        dx, dgamma, dbeta = ops.batchnorm_relu_backward(swap_batch_and_channels(dout), cache)
+        return swap_batch_and_channels(dx), dgamma, dbeta
+
+    def reference(x, gamma, beta):
+        import torch
+        rm = None if train else torch.tensor(running_mean, dtype=x.dtype)
+        rv = None if train else torch.tensor(running_var, dtype=x.dtype)
+        return _F().relu(_F().batch_norm(x, rm, rv, gamma, beta, training=train, momentum=0.1, eps=1e-5))
+
+    name = f"batchnorm_relu-x{x_shape}-" + ("train" if train else "eval")
+    return OpCase(name, inputs, forward, backward, reference)
 
 
 def relu_case(shape):
@@ -114,9 +191,12 @@ def maxpool_case(shape, kernel, stride, pad):
                   lambda x: _F().max_pool2d(x, kernel, stride, pad))
 
 
-def global_avgpool_case(shape):
-    return OpCase(f"global_avgpool-{shape}", normal(*shape), ops.global_avgpool_forward,
-                  ops.global_avgpool_backward, lambda x: x.mean(dim=(2, 3)))
+def global_avgpool_case(shape, layout="NCHW"):
+    to_layout = converter(layout)
+    return OpCase(f"global_avgpool-{shape}-{layout}", normal(*shape),
+                  lambda x: ops.global_avgpool_forward(to_layout(x), layout=layout),
+                  lambda dout, cache: to_layout(ops.global_avgpool_backward(dout, cache)),
+                  lambda x: x.mean(dim=(2, 3)))
 
 
 def linear_case(n, d, m, bias=True):
@@ -145,19 +225,26 @@ def cross_entropy_case(n, k, scale):
 
 
 CASES = [
-    conv_case((2, 3, 7, 9), (4, 3, 3, 3), stride=1, pad=1),
-    conv_case((2, 3, 7, 9), (4, 3, 3, 3), stride=2, pad=1),
-    conv_case((1, 4, 8, 8), (5, 4, 3, 3), stride=1, pad=0),
-    conv_case((2, 3, 9, 7), (2, 3, 5, 5), stride=2, pad=2, bias=False),
-    conv_case((1, 3, 15, 17), (4, 3, 7, 7), stride=2, pad=3, bias=False),
-    conv_case((3, 8, 5, 6), (6, 8, 1, 1), stride=1, pad=0),
-    conv_case((2, 8, 5, 7), (6, 8, 1, 1), stride=2, pad=0, bias=False),
-    conv_case((2, 5, 4, 4), (3, 5, 2, 2), stride=2, pad=0),
+    *conv_cases((2, 3, 7, 9), (4, 3, 3, 3), stride=1, pad=1),
+    *conv_cases((2, 3, 7, 9), (4, 3, 3, 3), stride=2, pad=1),
+    *conv_cases((1, 4, 8, 8), (5, 4, 3, 3), stride=1, pad=0),
+    *conv_cases((2, 6, 5, 7), (2, 6, 3, 3), stride=1, pad=1, bias=False),     # few filters, many channels
+    *conv_cases((2, 3, 9, 7), (2, 3, 5, 5), stride=2, pad=2, bias=False),
+    *conv_cases((1, 3, 15, 17), (4, 3, 7, 7), stride=2, pad=3, bias=False),
+    *conv_cases((3, 8, 5, 6), (6, 8, 1, 1), stride=1, pad=0),
+    *conv_cases((2, 8, 5, 7), (6, 8, 1, 1), stride=2, pad=0, bias=False),
+    *conv_cases((2, 5, 4, 4), (3, 5, 2, 2), stride=2, pad=0),
+    *conv_cases((2, 5, 4, 4), (3, 5, 2, 2), stride=1, pad=0),
     batchnorm_case((4, 5, 7, 9), train=True),
+    batchnorm_case((4, 5, 7, 9), train=True, layout="CNHW"),
     batchnorm_case((1, 3, 4, 5), train=True),
     batchnorm_case((6, 5), train=True),
     batchnorm_case((4, 5, 7, 9), train=False),
+    batchnorm_case((4, 5, 7, 9), train=False, layout="CNHW"),
     batchnorm_case((1, 3, 4, 5), train=False),
+    batchnorm_relu_case((4, 5, 7, 9), train=True),
+    batchnorm_relu_case((2, 3, 4, 5), train=True),
+    batchnorm_relu_case((4, 5, 7, 9), train=False),
     relu_case((2, 3, 7, 9)),
     relu_case((5, 4)),
     concat_case([(2, 3, 7, 9), (2, 1, 7, 9), (2, 4, 7, 9)], axis=1),
@@ -172,6 +259,7 @@ CASES = [
     maxpool_case((1, 2, 7, 9), 2, 2, 0),
     maxpool_case((2, 2, 9, 7), 3, 1, 1),
     global_avgpool_case((2, 3, 7, 9)),
+    global_avgpool_case((2, 3, 7, 9), layout="CNHW"),
     global_avgpool_case((1, 4, 1, 1)),
     linear_case(5, 7, 3),
     linear_case(1, 6, 4),

@@ -77,7 +77,7 @@ def main():
     for op, (f64, f32, fd, count) in worst.items():
         print(f"| {op} | {count} | {f64:.1e} | {f32:.1e} | {fd:.1e} |")
     from scratchnet.models import densenet121, densenet_cifar
-    from torch_densenet import torch_densenet121, torch_densenet_cifar
+    from scratchnet.torch_reference import torch_densenet121, torch_densenet_cifar
     networks = {
         "DenseNet-BC (L=16, k=6), 16x16": (lambda: densenet_cifar(16, 6, dtype=np.float64),
                                            lambda: torch_densenet_cifar(16, 6, True), 16),

@@ -68,7 +68,7 @@ def test_directional_derivative_of_a_known_function(rng):
 
 def batchnorm_backward_without_the_x_hat_term(dout, cache):
     """A plausible mistake: forgetting that the variance depends on x too."""
-    x_hat, gamma, inv_std, _ = cache
+    x_hat, gamma, inv_std = cache[:3]
     dx = gamma[None, :, None, None] * inv_std[None, :, None, None] * (dout - dout.mean(axis=(0, 2, 3), keepdims=True))
     return dx, None, None
 

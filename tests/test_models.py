@@ -7,11 +7,11 @@ import pytest
 
 from scratchnet import ops
 from scratchnet.backend import to_device, to_numpy
-from scratchnet.gradcheck import norm_rel_error, numerical_directional_derivative, random_direction, rel_error
+from scratchnet.gradcheck import check_module_directional, norm_rel_error
 from scratchnet.models import densenet121, densenet169, densenet201, densenet_cifar
 
 torch = pytest.importorskip("torch")
-from torch_densenet import torch_densenet121, torch_densenet_cifar  # noqa: E402
+from scratchnet.torch_reference import torch_densenet121, torch_densenet_cifar  # noqa: E402
 
 
 @pytest.mark.parametrize("build, expected", [
@@ -163,24 +163,9 @@ def test_load_state_dict_copies_values_in_place_and_keeps_dtype():
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_directional_gradient_check_of_the_whole_network(dropout, device):
     model = densenet_cifar(10, 4, dropout=dropout, dtype=np.float64, seed=1).to(device)
-    rng = np.random.default_rng(2)
-    x = to_device(rng.standard_normal((2, 3, 8, 8)), device)
-    dlogits = to_device(rng.standard_normal((2, 10)), device)
-    mask_state = model.rng.bit_generator.state
-
-    def forward():
-        model.rng.bit_generator.state = mask_state   # the same dropout masks on every pass
-        return model(x)
-
-    forward()
-    model.zero_grad()
-    dx = model.backward(dlogits)
-    arrays = [p.data for p in model.parameters()] + [x]
-    grads = [p.grad for p in model.parameters()] + [dx]
-    directions = random_direction(arrays, seed=3)
-    analytic = sum(float((g * d).sum()) for g, d in zip(grads, directions))
-    numeric = numerical_directional_derivative(forward, arrays, directions, dlogits)
-    assert rel_error(np.array(numeric), np.array(analytic)) < 1e-7
+    x = to_device(np.random.default_rng(2).standard_normal((2, 3, 8, 8)), device)
+    error, numeric, analytic = check_module_directional(model, x)
+    assert error < 1e-7, f"numerical {numeric!r} vs analytic {analytic!r}"
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():

@@ -163,10 +163,10 @@ class Module:
             target[...] = to_device(value, device_of(target)).astype(target.dtype, copy=False)
 
     # -- running ------------------------------------------------------------------------------------
-    def __call__(self, *args):
-        return self.forward(*args)
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
-    def forward(self, *args):
+    def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
     def backward(self, dout):

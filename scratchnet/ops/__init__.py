@@ -12,6 +12,7 @@ from .activation import relu_backward, relu_forward
 from .concat import concat_backward, concat_forward
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import dropout_backward, dropout_forward
+from .fused import batch_statistics, batchnorm_relu_backward, batchnorm_relu_forward, batchnorm_relu_recompute
 from .linear import linear_backward, linear_forward
 from .loss import softmax_cross_entropy
 from .norm import batchnorm_backward, batchnorm_forward
@@ -21,6 +22,7 @@ from .pool import (avgpool_backward, avgpool_forward, global_avgpool_backward, g
 __all__ = [
     "conv2d_forward", "conv2d_backward", "im2col", "col2im",
     "batchnorm_forward", "batchnorm_backward",
+    "batchnorm_relu_forward", "batchnorm_relu_backward", "batchnorm_relu_recompute", "batch_statistics",
     "relu_forward", "relu_backward",
     "concat_forward", "concat_backward",
     "avgpool_forward", "avgpool_backward",

@@ -59,3 +59,12 @@ def check_dout(op, dout, shape):
     """Require the upstream gradient to have the shape of the forward output."""
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"{op}: dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
+
+
+LAYOUTS = ("NCHW", "CNHW")
+
+
+def check_layout(op, layout):
+    """Require one of the two layouts: PyTorch's (N, C, H, W) or channel-major (C, N, H, W)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"{op}: layout must be 'NCHW' or 'CNHW', got {layout!r}")

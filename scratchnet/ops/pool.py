@@ -1,10 +1,15 @@
 """Average pooling, max pooling and global average pooling.
 
+The windowed pools act on the last two (spatial) axes only, so they work the
+same for (N, C, H, W) and channel-major (C, N, H, W) arrays; global average
+pooling takes a ``layout`` to know which axis holds the channels.
+
 Like im2col, the windowed pools loop over the kernel offsets (i, j): for one
 offset, the pixel each output position sees forms one strided slice of the
 (padded) input, so each offset costs one vectorised array operation.
 """
-from ._checks import array_module, check_dout, check_float, check_int, check_ndim, output_size
+from ..backend import parallel_slices
+from ._checks import array_module, check_dout, check_float, check_int, check_layout, check_ndim, output_size
 
 
 def _window_slice(i, j, stride, out_h, out_w):
@@ -31,10 +36,14 @@ def avgpool_forward(x, kernel=2, stride=2):
     xp = array_module("avgpool", x)
     N, C, out_h, out_w = _pool_shape("avgpool", x, kernel, stride, 0)
     out = xp.zeros((N, C, out_h, out_w), dtype=x.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            out += x[_window_slice(i, j, stride, out_h, out_w)]
-    out /= kernel * kernel
+
+    def pool(rows):                              # rows of the first axis: the CPU cores share them
+        for i in range(kernel):
+            for j in range(kernel):
+                out[rows] += x[rows][_window_slice(i, j, stride, out_h, out_w)]
+        out[rows] /= kernel * kernel
+
+    parallel_slices(pool, N, xp, x.size)
     return out, (x.shape, kernel, stride)
 
 
@@ -50,9 +59,13 @@ def avgpool_backward(dout, cache):
     check_dout("avgpool_backward", dout, (N, C, out_h, out_w))
     share = dout / (kernel * kernel)
     dx = xp.zeros(x_shape, dtype=dout.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            dx[_window_slice(i, j, stride, out_h, out_w)] += share
+
+    def spread(rows):                            # rows of the first axis: the CPU cores share them
+        for i in range(kernel):
+            for j in range(kernel):
+                dx[rows][_window_slice(i, j, stride, out_h, out_w)] += share[rows]
+
+    parallel_slices(spread, N, xp, dx.size)
     return dx
 
 
@@ -92,31 +105,33 @@ def maxpool_backward(dout, cache):
     dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dout.dtype)
     for i in range(kernel):
         for j in range(kernel):
-            dx_pad[_window_slice(i, j, stride, out_h, out_w)] += xp.where(winner == i * kernel + j, dout, 0)
+            dx_pad[_window_slice(i, j, stride, out_h, out_w)] += dout * (winner == i * kernel + j)
     return xp.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W])
 
 
-def global_avgpool_forward(x):
+def global_avgpool_forward(x, layout="NCHW"):
     """Mean over all pixels of each channel.
 
-    x: (N, C, H, W) -> out: (N, C), cache.
+    x: (N, C, H, W), or (C, N, H, W) with layout="CNHW" -> out: (N, C) either way, cache.
     """
     op = "global_avgpool"
     array_module(op, x)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)")
+    check_layout(op, layout)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)" if layout == "NCHW" else "(C, N, H, W)")
     check_float(op, x=x)
-    return x.mean(axis=(2, 3)), x.shape
+    out = x.mean(axis=(2, 3))
+    return (out if layout == "NCHW" else out.T), (x.shape, layout)
 
 
 def global_avgpool_backward(dout, cache):
     """Every pixel of a channel gets an equal share of that channel's gradient.
 
-    dout: (N, C) -> dx: (N, C, H, W).
+    dout: (N, C) -> dx: shaped like x.
     """
-    x_shape = cache
+    x_shape, layout = cache
     xp = array_module("global_avgpool_backward", dout)
-    N, C, H, W = x_shape
-    check_dout("global_avgpool_backward", dout, (N, C))
+    H, W = x_shape[2:]
+    check_dout("global_avgpool_backward", dout, x_shape[:2] if layout == "NCHW" else x_shape[1::-1])
     dx = xp.empty(x_shape, dtype=dout.dtype)
-    dx[...] = (dout / (H * W))[:, :, None, None]
+    dx[...] = (dout / (H * W) if layout == "NCHW" else dout.T / (H * W))[:, :, None, None]
     return dx

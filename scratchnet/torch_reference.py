@@ -1,9 +1,11 @@
-"""A PyTorch DenseNet, written here as the tests' independent reference.
+"""A PyTorch DenseNet: the independent reference of the tests and the opponent of the benchmark.
 
-It follows torchvision's ``models/densenet.py`` (module names, forward, the
-ImageNet stem) and adds the paper's CIFAR stem and the no-bottleneck layer, so
-that its state dict has exactly torchvision's keys. torchvision itself is not a
-test dependency: its PyPI builds are tied to other torch releases.
+Needs PyTorch, which scratchnet itself never imports: only the tests and
+``python -m scratchnet.bench`` use this module. It follows torchvision's
+``models/densenet.py`` (module names, forward, the ImageNet stem, initialisation)
+and adds the paper's CIFAR stem and the no-bottleneck layer, so that its state
+dict has exactly torchvision's keys. (torchvision itself is not a dependency: its
+PyPI builds are tied to other torch releases.)
 """
 import math
 from collections import OrderedDict

@@ -1,0 +1,140 @@
+"""Batch norm followed by ReLU, fused: the same result as ``batchnorm_forward`` then ``relu_forward``
+(to rounding) in a third of the passes over memory.
+
+NumPy runs each ``a * b`` as one pass over memory that writes a new array, and
+allocating that array costs about as much again; an unfused batch norm makes
+a dozen such passes. Here the normalisation is folded into one per-channel
+``y = relu(x * scale + shift)`` written into one output array (``out=``), and
+the variance comes from ``einsum``, which multiplies and sums without a temporary.
+
+The cache keeps x and the per-channel statistics, not x_hat: backward
+recomputes x_hat (one cheap pass) instead of holding another array of x's size.
+It also keeps y, the output; if y lives in a buffer that is reused (the
+memory-efficient DenseNet does this), ``batchnorm_relu_recompute(cache)``
+rewrites it bit for bit before backward needs it.
+
+Arrays are channel-major: x is (C, ...) — (C, N, H, W) in scratchnet's fast layout.
+Batch norm never mixes channels, so on the CPU each core takes its own channels
+(``backend.parallel_slices``), with the same result as one core.
+"""
+from ..backend import parallel_slices
+from ._checks import array_module, check_dout, check_float
+from .norm import update_running_statistics
+
+
+def _rows(a):
+    # (C, N, H, W) -> (C, N*H*W): one row per channel (a view for contiguous arrays).
+    return a.reshape(a.shape[0], -1)
+
+
+def batch_statistics(x):
+    """Per-channel mean and biased variance of channel-major x, as batch norm computes them in training.
+
+    x: (C, N, H, W) (any (C, ...)) -> mean, var: (C,). A dense block computes these once
+    per feature map and hands them to every layer that normalises it (``stats=``).
+    """
+    xp = array_module("batch_statistics", x)
+    X = _rows(x)
+    C, m = X.shape
+    mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+
+    def statistics(c):                         # channels c only: batch norm never mixes channels
+        mean[c] = X[c].mean(axis=1)
+        centred = X[c] - mean[c, None]
+        var[c] = xp.einsum("ij,ij->i", centred, centred) / m      # sum of squares without a temporary
+
+    parallel_slices(statistics, C, xp, x.size)
+    return mean, var
+
+
+def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, train, momentum=0.1, eps=1e-5, out=None,
+                           stats=None):
+    """y = relu(gamma * (x - mean) / sqrt(var + eps) + beta), batch norm with PyTorch's semantics.
+
+    x: (C, N, H, W) (any (C, ...)); gamma, beta, running_mean, running_var: (C,)
+    (running buffers updated in place in train mode; pass None for both to skip that).
+    out: a contiguous array shaped like x to write y into (e.g. a shared scratch buffer).
+    stats: in train mode, x's (mean, var) from ``batch_statistics`` if already known.
+    -> y, cache for ``batchnorm_relu_backward``.
+    """
+    op = "batchnorm_relu"
+    xp = array_module(op, x, gamma, beta, running_mean, running_var, out)
+    check_float(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    C = x.shape[0]
+    for name, v in dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var).items():
+        if v is not None and v.shape != (C,):
+            raise ValueError(f"{op}: {name} must have shape ({C},) for channel-major x of shape {tuple(x.shape)}, "
+                             f"got {tuple(v.shape)}")
+    if out is None:
+        out = xp.empty(x.shape, dtype=x.dtype)          # C order, so that rows of out are views
+    elif out.shape != x.shape or not out.flags.c_contiguous:
+        raise ValueError(f"{op}: out must be a contiguous array of shape {tuple(x.shape)}")
+    m = x.size // C
+    if train:
+        if m < 2:
+            raise ValueError(f"{op}: training needs more than one value per channel, got x of shape {tuple(x.shape)}")
+        mean, var = stats if stats is not None else batch_statistics(x)
+        if running_mean is not None:
+            update_running_statistics(running_mean, running_var, mean, var, m, momentum)
+    else:
+        if running_mean is None:
+            raise ValueError(f"{op}: eval mode (train=False) needs running_mean and running_var")
+        mean, var = running_mean, running_var
+    inv_std = 1 / xp.sqrt(var + eps)
+    scale = gamma * inv_std                    # y = relu(x * scale + shift): one multiply, one add
+    shift = beta - mean * scale
+    cache = (x, out, mean, inv_std, gamma, scale, shift, train)
+    return batchnorm_relu_recompute(cache), cache
+
+
+def batchnorm_relu_recompute(cache):
+    """Write y = relu(x * scale + shift) into the cached output array; return it.
+
+    The forward pass uses this too, so calling it again later (when y's memory was
+    reused in the meantime) rewrites y bit for bit; running statistics are not touched.
+    """
+    x, y, _, _, _, scale, shift, _ = cache
+    xp = array_module("batchnorm_relu_recompute", x)
+    X, Y = _rows(x), _rows(y)
+
+    def normalise(c):                          # channels c only
+        xp.multiply(X[c], scale[c, None], out=Y[c])
+        Y[c] += shift[c, None]
+        xp.maximum(Y[c], 0, out=Y[c])
+
+    parallel_slices(normalise, x.shape[0], xp, x.size)
+    return y
+
+
+def batchnorm_relu_backward(dout, cache):
+    """dout: like x -> dx: like x, dgamma: (C,), dbeta: (C,).
+
+    The ReLU passes dout where y > 0 (dz below); batch norm's closed form then gives
+        dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))    (train)
+        dx = gamma * inv_std * dz                                            (eval)
+    With x_hat = (x - mean) * inv_std this is, per channel, a * dz + b * x + c for
+    three numbers a, b, c, which is how it is computed: x_hat is never formed, and
+    sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). dout is not changed.
+    """
+    x, y, mean, inv_std, gamma, scale, _, train = cache
+    xp = array_module("batchnorm_relu_backward", dout, x)
+    check_dout("batchnorm_relu_backward", dout, x.shape)
+    C = x.shape[0]
+    X, Y, D = _rows(x), _rows(y), _rows(dout)
+    m = X.shape[1]
+    dx = xp.empty_like(X)
+    dgamma, dbeta = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+
+    def backward(c):                           # channels c only
+        dz = dx[c]
+        xp.multiply(D[c], Y[c] > 0, out=dz)                          # gradient at the batch-norm output
+        dbeta[c] = dz.sum(axis=1)
+        dgamma[c] = inv_std[c] * (xp.einsum("ij,ij->i", dz, X[c]) - mean[c] * dbeta[c])
+        dz *= scale[c, None]                                         # a = gamma * inv_std
+        if train:
+            b = -scale[c] * inv_std[c] * dgamma[c] / m               # the x_hat term, per unit of x
+            dz += X[c] * b[:, None]
+            dz += (-scale[c] * dbeta[c] / m - b * mean[c])[:, None]  # the mean(dz) term, and b's offset
+
+    parallel_slices(backward, C, xp, x.size)
+    return dx.reshape(x.shape), dgamma, dbeta
