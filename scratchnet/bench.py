@@ -3,6 +3,7 @@
     python -m scratchnet.bench                                   # DenseNet-BC (L=40, k=12), batch 64, CPU
     python -m scratchnet.bench --depth 100 --mode plain
     python -m scratchnet.bench --memory --depths 40 100 190 --plot docs/img/memory.png
+    python -m scratchnet.bench --ablation                        # what each optimisation bought
     python -m scratchnet.bench --device gpu                      # CuPy against PyTorch on CUDA (cuDNN)
 
 A training step is forward, loss, backward and the SGD update (Nesterov momentum,
@@ -17,6 +18,7 @@ allocator's peak (GPU). Needs PyTorch (``pip install torch``), which scratchnet
 itself never uses.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -26,32 +28,53 @@ import time
 import numpy as np
 
 from . import ops
-from .backend import cpu_threads, to_device
+from .backend import THREADS_ENV_VAR, cpu_threads, to_device
 from .models import densenet_cifar
+from .nn import Conv2d
 from .optim import SGD
 
 MODES = ("efficient", "plain")
 
 
-def build_scratchnet(args, mode, state=None):
-    model = densenet_cifar(args.depth, args.k, memory_efficient=(mode == "efficient"))
+def build_scratchnet(args, mode, state=None, layout="CNHW", conv_method="auto", threads=None):
+    """A training step of scratchnet's DenseNet-BC; the last three arguments exist for --ablation."""
+    model = densenet_cifar(args.depth, args.k, memory_efficient=(mode == "efficient"), layout=layout)
     if state is not None:
         model.load_state_dict(state)
+    for _, module in model.named_modules():
+        if isinstance(module, Conv2d):
+            module.method = conv_method
     model.to(args.device)
     optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     x, y = batch(args)
     x, y = to_device(x, args.device), to_device(y, args.device)
 
     def step():
-        loss, dlogits = ops.softmax_cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        model.backward(dlogits)
-        optimizer.step()
+        with thread_count(threads):
+            loss, dlogits = ops.softmax_cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            model.backward(dlogits)
+            optimizer.step()
         if args.device == "gpu":
             import cupy
             cupy.cuda.Stream.null.synchronize()
 
     return model, step
+
+
+@contextlib.contextmanager
+def thread_count(threads):
+    """Run with $SCRATCHNET_THREADS set to ``threads`` (None: leave it as it is)."""
+    previous = os.environ.get(THREADS_ENV_VAR)
+    if threads is not None:
+        os.environ[THREADS_ENV_VAR] = str(threads)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(THREADS_ENV_VAR, None)
+        else:
+            os.environ[THREADS_ENV_VAR] = previous
 
 
 def build_torch(args):
@@ -85,29 +108,63 @@ def time_steps(step, steps):
     return (time.perf_counter() - start) / steps
 
 
-def run_speed(args):
-    import torch
-    torch_model, torch_step = build_torch(args)
-    state = {name: value.detach().cpu().numpy() for name, value in torch_model.state_dict().items()}
-    runners = {f"scratchnet ({mode})": build_scratchnet(args, mode, state)[1] for mode in args.modes}
-    runners[f"PyTorch {torch.__version__}"] = torch_step
+def alternate(runners, args):
+    """Time each runner ``args.steps`` steps at a time, in turn, ``args.repeats`` rounds -> median seconds per step."""
     for step in runners.values():            # warm up: first-touch allocations, library start-up
         step()
     seconds = {name: [] for name in runners}
     for _ in range(args.repeats):
         for name, step in runners.items():   # alternating, so slow spells of the machine hit all alike
             seconds[name].append(time_steps(step, args.steps))
-    threads = f"{torch.get_num_threads()} PyTorch threads, {cpu_threads()} scratchnet threads"
-    print(f"DenseNet-BC (L={args.depth}, k={args.k}), batch {args.batch}, float32, {args.device} ({threads}); "
-          f"median of {args.repeats} x {args.steps} steps")
-    reference = np.median(seconds[f"PyTorch {torch.__version__}"])
+    return {name: float(np.median(times)) for name, times in seconds.items()}
+
+
+def report(title, medians, reference, args):
+    """Print images/s, ms/step and the speed relative to ``reference`` (a key of medians)."""
+    print(f"{title}\n  (speed relative to: {reference})")
     results = {}
-    for name, times in seconds.items():
-        median = float(np.median(times))
-        results[name] = {"step_s": median, "images_per_s": args.batch / median, "ratio": reference / median}
-        print(f"  {name:<24} {args.batch / median:8.1f} images/s   {median * 1000:8.1f} ms/step   "
-              f"{reference / median:5.2f}x PyTorch")
+    for name, median in medians.items():
+        results[name] = {"step_s": median, "images_per_s": args.batch / median, "ratio": medians[reference] / median}
+        print(f"  {name:<56} {args.batch / median:8.1f} images/s  {median * 1000:8.1f} ms/step  "
+              f"{medians[reference] / median:5.2f}x")
     return results
+
+
+def torch_and_state(args):
+    import torch
+    torch_model, torch_step = build_torch(args)
+    state = {name: value.detach().cpu().numpy() for name, value in torch_model.state_dict().items()}
+    return f"PyTorch {torch.__version__}", torch_step, state, torch.get_num_threads()
+
+
+def run_speed(args):
+    torch_name, torch_step, state, torch_threads = torch_and_state(args)
+    runners = {f"scratchnet ({mode})": build_scratchnet(args, mode, state)[1] for mode in args.modes}
+    runners[torch_name] = torch_step
+    medians = alternate(runners, args)
+    threads = f"{torch_threads} PyTorch threads, {cpu_threads()} scratchnet threads"
+    return report(f"DenseNet-BC (L={args.depth}, k={args.k}), batch {args.batch}, float32, {args.device} ({threads}); "
+                  f"median of {args.repeats} x {args.steps} steps", medians, torch_name, args)
+
+
+ABLATION = [   # (what changed, build_scratchnet options), each row adding one idea to the row above
+    ("textbook: NCHW, im2col, separate BN and ReLU, 1 core", dict(mode="plain", layout="NCHW",
+                                                                  conv_method="im2col", threads=1)),
+    ("+ channel-major layout (C, N, H, W)", dict(mode="plain", conv_method="im2col", threads=1)),
+    ("+ kn2row for the 3x3 convolutions", dict(mode="plain", threads=1)),
+    ("+ memory-efficient block, fused BN-ReLU, shared stats", dict(mode="efficient", threads=1)),
+    ("+ element-wise work on every core", dict(mode="efficient")),
+]
+
+
+def run_ablation(args):
+    """Time the road from the textbook implementation to the fast one, one idea at a time."""
+    torch_name, torch_step, state, _ = torch_and_state(args)
+    runners = {name: build_scratchnet(args, state=state, **options)[1] for name, options in ABLATION}
+    runners[torch_name] = torch_step
+    medians = alternate(runners, args)
+    return report(f"What each idea buys: DenseNet-BC (L={args.depth}, k={args.k}), batch {args.batch}, {args.device}; "
+                  f"median of {args.repeats} x {args.steps} steps", medians, ABLATION[0][0], args)
 
 
 def measure_peak_memory(args):
@@ -200,6 +257,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7, help="alternating timing rounds")
     p.add_argument("--steps", type=int, default=2, help="training steps per round")
     p.add_argument("--memory", action="store_true", help="measure peak memory against depth instead of speed")
+    p.add_argument("--ablation", action="store_true",
+                   help="time the textbook implementation and each optimisation added to it in turn")
     p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190], help="depths for --memory")
     p.add_argument("--plot", default=None, help="with --memory: save a plot of memory against depth here")
     p.add_argument("--peak-memory-of", default=None, help=argparse.SUPPRESS)
@@ -209,6 +268,8 @@ def main(argv=None):
         print(json.dumps({"peak_mib": measure_peak_memory(args)}))
     elif args.memory:
         run_memory(args)
+    elif args.ablation:
+        run_ablation(args)
     else:
         run_speed(args)
     return 0

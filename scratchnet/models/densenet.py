@@ -106,7 +106,8 @@ class DenseLayer(Sequential):
         return y
 
     def backward_shared(self, dout, recompute=True):
-        """-> gradient of the layer's input x.
+        """-> (part, b, c): the gradient of the layer's input x is part + b * x + c per channel
+        (the block adds the b * x + c of all its layers at once).
 
         Refills the shared scratch with norm1's output before conv1's backward reads
         it (later layers overwrote it); the block's last layer can skip that.
@@ -116,7 +117,7 @@ class DenseLayer(Sequential):
             dout = module.backward(dout)
         if recompute:
             modules[0].recompute()
-        return modules[0].backward(modules[1].backward(dout))
+        return modules[0].backward(modules[1].backward(dout), split=True)
 
 
 class DenseBlock(Module):
@@ -144,7 +145,7 @@ class DenseBlock(Module):
         if self.memory_efficient and make.layout != "CNHW":
             raise ValueError("the memory-efficient DenseNet needs the channel-major layout 'CNHW'")
         self.num_input_features, self.growth_rate = num_input_features, growth_rate
-        self._concat_cache = None
+        self._concat_cache = self._features = None
 
     def forward(self, x):
         if self.memory_efficient:
@@ -186,21 +187,41 @@ class DenseBlock(Module):
                 mean[new], var[new] = ops.batch_statistics(features[new])
             stats = (mean[:c], var[:c]) if self.training else None
             features[c:c + k] = layer.forward_shared(features[:c], scratch[:c], stats)
+        self._features = features
         return features
 
     def _backward_shared(self, dout):
         xp = get_array_module(dout)
         C0, k = self.num_input_features, self.growth_rate
+        features = self._features
         grad = dout.copy()                          # the shared gradient buffer
+        # Batch norm's backward adds b * x + c to each input channel (per-channel numbers b, c).
+        # Every layer reading a feature map adds its own; we sum their b's and c's and add
+        # them to the map's gradient once, just before the layer that made the map needs it.
+        b, c = xp.zeros(len(features), dtype=dout.dtype), xp.zeros(len(features), dtype=dout.dtype)
+
+        def settle(maps):                           # add the collected b * x + c to these maps' gradients
+            def add(rows):
+                grad[maps][rows] += features[maps][rows] * b[maps][rows, None, None, None]
+                grad[maps][rows] += c[maps][rows, None, None, None]
+            parallel_slices(add, maps.stop - maps.start, xp, features[maps].size)
+
         layers = list(self.children())
         for l in reversed(range(len(layers))):
-            c = C0 + l * k
-            dx = layers[l].backward_shared(grad[c:c + k], recompute=l < len(layers) - 1)
+            start = C0 + l * k                      # layer l read channels [0, start) and made [start, start + k)
+            if l < len(layers) - 1:
+                settle(slice(start, start + k))
+            part, layer_b, layer_c = layers[l].backward_shared(grad[start:start + k],
+                                                               recompute=l < len(layers) - 1)
 
             def accumulate(rows):                   # concatenation's backward: a slice-add, shared by the cores
-                grad[rows] += dx[rows]
+                grad[rows] += part[rows]
 
-            parallel_slices(accumulate, c, xp, dx.size)
+            parallel_slices(accumulate, start, xp, part.size)
+            b[:start] += layer_b
+            c[:start] += layer_c
+        settle(slice(0, C0))
+        self._features = None
         return grad[:C0]
 
 

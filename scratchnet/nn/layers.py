@@ -139,11 +139,13 @@ class BatchNormReLU2d(BatchNorm2d):
             raise RuntimeError("BatchNormReLU2d.recompute called without a forward pass before it")
         return ops.batchnorm_relu_recompute(self._cache)
 
-    def backward(self, dout):
-        dx, dgamma, dbeta = ops.batchnorm_relu_backward(dout, self._take_cache())
+    def backward(self, dout, split=False):
+        """-> dx; with split=True, (part, b, c) where dx = part + b * x + c per channel
+        (``ops.batchnorm_relu_backward``), for callers that add many b * x + c at once."""
+        dx, *rest, dgamma, dbeta = ops.batchnorm_relu_backward(dout, self._take_cache(), split)
         self.weight.accumulate_grad(dgamma)
         self.bias.accumulate_grad(dbeta)
-        return dx
+        return (dx, *rest) if split else dx
 
 
 class ReLU(_CachingLayer):

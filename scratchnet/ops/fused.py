@@ -106,7 +106,7 @@ def batchnorm_relu_recompute(cache):
     return y
 
 
-def batchnorm_relu_backward(dout, cache):
+def batchnorm_relu_backward(dout, cache, split=False):
     """dout: like x -> dx: like x, dgamma: (C,), dbeta: (C,).
 
     The ReLU passes dout where y > 0 (dz below); batch norm's closed form then gives
@@ -115,6 +115,10 @@ def batchnorm_relu_backward(dout, cache):
     With x_hat = (x - mean) * inv_std this is, per channel, a * dz + b * x + c for
     three numbers a, b, c, which is how it is computed: x_hat is never formed, and
     sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). dout is not changed.
+
+    split=True returns (a * dz, b, c, dgamma, dbeta) instead, leaving ``b * x + c`` to
+    the caller: a dense block whose layers all normalise the same feature maps adds
+    the sum of their b's and c's once, instead of once per layer.
     """
     x, y, mean, inv_std, gamma, scale, _, train = cache
     xp = array_module("batchnorm_relu_backward", dout, x)
@@ -124,17 +128,22 @@ def batchnorm_relu_backward(dout, cache):
     m = X.shape[1]
     dx = xp.empty_like(X)
     dgamma, dbeta = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+    b, c = xp.zeros(C, dtype=x.dtype), xp.zeros(C, dtype=x.dtype)
 
-    def backward(c):                           # channels c only
-        dz = dx[c]
-        xp.multiply(D[c], Y[c] > 0, out=dz)                          # gradient at the batch-norm output
-        dbeta[c] = dz.sum(axis=1)
-        dgamma[c] = inv_std[c] * (xp.einsum("ij,ij->i", dz, X[c]) - mean[c] * dbeta[c])
-        dz *= scale[c, None]                                         # a = gamma * inv_std
+    def backward(rows):                        # these channels only
+        dz = dx[rows]
+        xp.multiply(D[rows], Y[rows] > 0, out=dz)                    # gradient at the batch-norm output
+        dbeta[rows] = dz.sum(axis=1)
+        dgamma[rows] = inv_std[rows] * (xp.einsum("ij,ij->i", dz, X[rows]) - mean[rows] * dbeta[rows])
+        dz *= scale[rows, None]                                      # a = gamma * inv_std
         if train:
-            b = -scale[c] * inv_std[c] * dgamma[c] / m               # the x_hat term, per unit of x
-            dz += X[c] * b[:, None]
-            dz += (-scale[c] * dbeta[c] / m - b * mean[c])[:, None]  # the mean(dz) term, and b's offset
+            b[rows] = -scale[rows] * inv_std[rows] * dgamma[rows] / m      # the x_hat term, per unit of x
+            c[rows] = -scale[rows] * dbeta[rows] / m - b[rows] * mean[rows]  # the mean(dz) term, and b's offset
+            if not split:
+                dz += X[rows] * b[rows, None]
+                dz += c[rows, None]
 
     parallel_slices(backward, C, xp, x.size)
+    if split:
+        return dx.reshape(x.shape), b, c, dgamma, dbeta
     return dx.reshape(x.shape), dgamma, dbeta

@@ -1,0 +1,44 @@
+"""The benchmark runs (on a tiny configuration: this is not a timed test)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scratchnet import bench
+
+pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--depth", "10", "--k", "4", "--batch", "4", "--repeats", "1", "--steps", "1"]
+
+
+def test_speed_benchmark_reports_both_frameworks(capsys):
+    results = bench.main(TINY + ["--mode", "efficient", "--mode", "plain"])
+    printed = capsys.readouterr().out
+    assert results == 0
+    for name in ("scratchnet (efficient)", "scratchnet (plain)", "PyTorch", "images/s"):
+        assert name in printed
+
+
+def test_ablation_times_every_step_of_the_way(capsys):
+    bench.main(TINY + ["--ablation"])
+    printed = capsys.readouterr().out
+    for name, _ in bench.ABLATION:
+        assert name in printed
+
+
+def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):
+    command = [sys.executable, "-m", "scratchnet.bench", "--memory", "--depths", "10", "16", "--plot",
+               str(tmp_path / "memory.png"), *TINY]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 10 |") or line.startswith("| 16 |")]
+    assert len(rows) == 2
+    assert (tmp_path / "memory.png").read_bytes()[:4] == b"\x89PNG"
+    single = subprocess.run([sys.executable, "-m", "scratchnet.bench", "--peak-memory-of", "scratchnet:efficient",
+                             *TINY], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(single.stdout.strip().splitlines()[-1])["peak_mib"] >= 0
