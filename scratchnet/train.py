@@ -21,7 +21,7 @@ import numpy as np
 from . import ops
 from .backend import GPUUnavailableError, to_device
 from .checkpoint import atomic_write, atomic_write_text, load_checkpoint, restore_generator, save_checkpoint
-from .data import DataError, load_cifar, normalize, random_crop_flip
+from .data import DataError, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar
 from .optim import SCHEDULES, SGD
 
@@ -51,7 +51,8 @@ def build_parser():
                        help="the textbook DenseNet (a concatenation per layer, memory quadratic in depth) instead of "
                             "the shared-buffer one (Pleiss et al. 2017; same gradients, faster, linear memory)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
+    data.add_argument("--dataset", choices=["cifar10", "cifar100", "synthetic"], default="cifar10",
+                      help="synthetic: a made-up 10-class stand-in (2,000 + 500 images) to try things without data")
     data.add_argument("--data-dir", default="data", help="where the dataset is, or is downloaded to")
     data.add_argument("--no-augment", dest="augment", action="store_false",
                       help="the paper's C10 setting: no random crops or flips")
@@ -101,7 +102,10 @@ def build_model(config):
 
 
 def load_data(config):
-    data = load_cifar(config["dataset"], config["data_dir"])
+    if config["dataset"] == "synthetic":
+        data = synthetic_cifar(seed=config["seed"])
+    else:
+        data = load_cifar(config["dataset"], config["data_dir"])
     for split, limit in (("train", config["limit_train"]), ("test", config["limit_test"])):
         if limit is not None:
             if limit < 1:

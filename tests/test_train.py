@@ -168,6 +168,15 @@ def test_runs_are_not_overwritten_and_resume_needs_a_checkpoint(data_dir, tmp_pa
     assert "--k 6 (saved: 4)" in capsys.readouterr().err
 
 
+def test_the_synthetic_stand_in_trains_without_any_files(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--dataset", "synthetic", "--depth", "10", "--k", "4", "--epochs", "2", "--limit-train", "256",
+            "--limit-test", "128", "--out", str(out)]
+    assert train_module.main(argv) == 0
+    metrics = read_metrics(out)
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+
+
 def test_a_missing_dataset_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     publish(monkeypatch, "cifar10", tmp_path / "unreachable" / "cifar-10-python.tar.gz", "0" * 32)
     assert train_module.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
