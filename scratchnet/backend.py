@@ -17,7 +17,8 @@ import numpy
 
 DEVICES = ("cpu", "gpu")
 DEVICE_ENV_VAR = "SCRATCHNET_DEVICE"
-GPU_INSTALL_HINT = "pip install scratchnet[gpu]"
+GPU_INSTALL_HINT = 'pip install "scratchnet[gpu]"'
+
 
 _device = None  # chosen with set_device(); None means "read SCRATCHNET_DEVICE"
 
@@ -38,8 +39,8 @@ def _import_cupy():
     except ImportError as e:
         raise GPUUnavailableError(
             f"the GPU was requested but CuPy is not installed ({e}). "
-            f"Install it with `{GPU_INSTALL_HINT}` (CuPy for CUDA 12), "
-            "or use the CPU: device='cpu'."
+            f"Install it with `{GPU_INSTALL_HINT}` (from a checkout: `pip install -e \".[gpu]\"`; CuPy for "
+            "CUDA 12), or use the CPU: device='cpu'."
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -91,8 +92,12 @@ def _check_device(device):
 
 
 def set_device(device):
-    """Choose the default device, "cpu" or "gpu", for code that creates new arrays."""
-    _check_device(device)
+    """Choose the default device, "cpu" or "gpu", for code that creates new arrays.
+
+    None hands the choice back to ``$SCRATCHNET_DEVICE``.
+    """
+    if device is not None:
+        _check_device(device)
     if device == "gpu":
         _import_cupy()  # fail now, with the install hint, not deep inside a later op
     global _device

@@ -40,6 +40,8 @@ def test_default_device_is_the_cpu_and_follows_the_environment(monkeypatch):
     assert backend.get_device() == "gpu"
     backend.set_device("cpu")   # an explicit choice wins over the environment
     assert backend.get_device() == "cpu"
+    backend.set_device(None)    # and None hands the choice back to it
+    assert backend.get_device() == "gpu"
 
 
 def test_unknown_devices_are_refused(monkeypatch):
@@ -56,7 +58,7 @@ def test_asking_for_the_gpu_without_cupy_says_what_to_install(no_cupy):
     for ask in (lambda: backend.set_device("gpu"),
                 lambda: backend.to_device(np.zeros(2), "gpu"),
                 lambda: backend.array_module_for("gpu")):
-        with pytest.raises(backend.GPUUnavailableError, match=r"pip install scratchnet\[gpu\]"):
+        with pytest.raises(backend.GPUUnavailableError, match=r'pip install "scratchnet\[gpu\]"'):
             ask()
     assert not backend.gpu_available()
     assert backend.get_device() == "cpu"   # the failed set_device changed nothing
