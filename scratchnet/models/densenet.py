@@ -14,7 +14,7 @@ so weights move between scratchnet and ``torchvision.models.densenet121`` unchan
 """
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class LayerFactory:
     model's input and output stay PyTorch's either way.
     """
     dtype: type = np.float32
-    rng: np.random.Generator = None
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))   # seeded: reproducible
     layout: str = "CNHW"
     memory_efficient: bool = False
 
@@ -63,7 +63,8 @@ class DenseLayer(Sequential):
 
     Without a bottleneck (bn_size None) just BN-ReLU-Conv(3x3, k), named norm1/relu1/conv1.
     Dropout, when drop_rate > 0, follows each conv.
-    forward(features: list of (N, C_i, H, W)) -> (N, k, H, W) (channel-major: (C_i, N, H, W) -> (k, N, H, W));
+    forward(features: list of (C_i, N, H, W)) -> (k, N, H, W) in the default channel-major layout
+    (with an NCHW LayerFactory: list of (N, C_i, H, W) -> (N, k, H, W));
     backward(dout) -> list of gradients, one per feature.
     The memory-efficient block calls ``forward_shared`` / ``backward_shared`` instead.
     """
@@ -123,7 +124,8 @@ class DenseLayer(Sequential):
 class DenseBlock(Module):
     """num_layers DenseLayers; the output concatenates the input and every layer's k new maps.
 
-    x: (N, C, H, W) -> (N, C + num_layers * k, H, W) (channel-major: the channel axis first).
+    x: (C, N, H, W) -> (C + num_layers * k, N, H, W) in the default channel-major layout
+    (``make=LayerFactory(layout="NCHW")``: (N, C, H, W) -> (N, C + num_layers * k, H, W)).
 
     Memory-efficient mode (Pleiss et al., 2017, "Memory-Efficient Implementation of
     DenseNets"; channel-major layout): one feature buffer holds the block's output
