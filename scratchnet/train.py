@@ -26,7 +26,7 @@ from .models import densenet_cifar
 from .optim import SCHEDULES, SGD
 
 try:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 except ImportError:  # pragma: no cover - the message is the point
     sys.exit("python -m scratchnet.train needs tqdm and matplotlib: pip install 'scratchnet[train]'")
 

@@ -116,7 +116,7 @@ def verify_md5(archive, spec):
 
 def _progress_bar(total, description):
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:          # tqdm is optional (pip install scratchnet[train])
         return None
     return tqdm(total=total or None, desc=description, unit="B", unit_scale=True, unit_divisor=1024)

@@ -91,6 +91,10 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
+    def named_children(self):
+        """Yield (name, module) for the direct sub-modules, in the order they were added."""
+        return iter(self._modules.items())
+
     def named_parameters(self):
         """Yield (name, Parameter), names as in PyTorch: ``features.conv0.weight``."""
         for prefix, module in self.named_modules():
