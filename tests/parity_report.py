@@ -79,17 +79,20 @@ def main():
     from scratchnet.models import densenet121, densenet_cifar
     from scratchnet.torch_reference import torch_densenet121, torch_densenet_cifar
     networks = {
-        "DenseNet-BC (L=16, k=6), 16x16": (lambda: densenet_cifar(16, 6, dtype=np.float64),
+        "DenseNet-BC (L=16, k=6), 16x16": (lambda **kw: densenet_cifar(16, 6, dtype=np.float64, **kw),
                                            lambda: torch_densenet_cifar(16, 6, True), 16),
-        "DenseNet (L=10, k=4), 16x16": (lambda: densenet_cifar(10, 4, bc=False, dtype=np.float64),
+        "DenseNet (L=10, k=4), 16x16": (lambda **kw: densenet_cifar(10, 4, bc=False, dtype=np.float64, **kw),
                                         lambda: torch_densenet_cifar(10, 4, False), 16),
-        "DenseNet-121, 64x64": (lambda: densenet121(num_classes=7, dtype=np.float64), lambda: torch_densenet121(7), 64),
+        "DenseNet-121, 64x64": (lambda **kw: densenet121(num_classes=7, dtype=np.float64, **kw),
+                                lambda: torch_densenet121(7), 64),
     }
     print()
-    print("| whole network, float64, train and eval | worst error at the tensors' scale |")
-    print("| --- | --- |")
+    print("| whole network, float64, train and eval | plain | memory-efficient |")
+    print("| --- | --- | --- |")
     for name, (build, build_reference, size) in networks.items():
-        print(f"| {name} | {network_errors(build, build_reference, size):.1e} |")
+        plain = network_errors(build, build_reference, size)
+        efficient = network_errors(lambda: build(memory_efficient=True), build_reference, size)
+        print(f"| {name} | {plain:.1e} | {efficient:.1e} |")
 
 
 if __name__ == "__main__":
