@@ -200,6 +200,39 @@ def read_metrics(path, before_epoch):
     return [m for m in lines if m["epoch"] < before_epoch]
 
 
+def train_steps(model, optimizer, data, config, progress, data_rng, stop, epoch, started):
+    """The rest of this epoch's training steps, from progress["step"] on, with a progress bar.
+
+    Stops early when Ctrl-C was pressed (after a complete step); progress records
+    where it stopped and the running loss and accuracy sums.
+    """
+    n_train, batch_size = len(data.train_labels), config["batch_size"]
+    steps = -(-n_train // batch_size)
+    bar = tqdm(total=steps, initial=int(progress["step"]), desc=f"epoch {epoch + 1}/{config['epochs']}",
+               unit="batch", dynamic_ncols=True, leave=False)
+    while int(progress["step"]) < steps and not stop.requested:
+        step = int(progress["step"])
+        index = progress["order"][step * batch_size:(step + 1) * batch_size]
+        x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config["device"],
+                             data_rng if config["augment"] else None)
+        logits = model(x)
+        loss, dlogits = ops.softmax_cross_entropy(logits, y)
+        if not np.isfinite(float(loss)):
+            raise NonFiniteLoss(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
+                                f"{step + 1} of {steps}")
+        model.zero_grad()
+        model.backward(dlogits)
+        optimizer.step()
+        progress["loss_sum"] = float(progress["loss_sum"]) + float(loss) * len(index)
+        progress["correct"] = int(progress["correct"]) + int((logits.argmax(axis=1) == y).sum())
+        progress["step"] = step + 1
+        seen = min(n_train, (step + 1) * batch_size)
+        bar.update(1)
+        bar.set_postfix(loss=f"{progress['loss_sum'] / seen:.3f}", acc=f"{progress['correct'] / seen:.1%}",
+                        img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    bar.close()
+
+
 def train(config, checkpoint=None):
     """Run (or resume) training as configured; returns the list of per-epoch metrics."""
     out = Path(config["out"])
@@ -233,30 +266,7 @@ def train(config, checkpoint=None):
                 progress.update(order=data_rng.permutation(n_train), loss_sum=0.0, correct=0, seconds=0.0)
             optimizer.lr = schedule(epoch, config["lr"], config["epochs"])
             started = time.perf_counter() - float(progress["seconds"])
-            bar = tqdm(total=steps, initial=int(progress["step"]), desc=f"epoch {epoch + 1}/{config['epochs']}",
-                       unit="batch", dynamic_ncols=True, leave=False)
-            while int(progress["step"]) < steps and not stop.requested:
-                step = int(progress["step"])
-                index = progress["order"][step * batch_size:(step + 1) * batch_size]
-                x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config["device"],
-                                     data_rng if config["augment"] else None)
-                logits = model(x)
-                loss, dlogits = ops.softmax_cross_entropy(logits, y)
-                if not np.isfinite(float(loss)):
-                    raise NonFiniteLoss(f"the training loss became {float(loss)} at epoch {epoch + 1}, step "
-                                        f"{step + 1} of {steps}")
-                model.zero_grad()
-                model.backward(dlogits)
-                optimizer.step()
-                progress["loss_sum"] = float(progress["loss_sum"]) + float(loss) * len(index)
-                progress["correct"] = int(progress["correct"]) + int((logits.argmax(axis=1) == y).sum())
-                progress["step"] = step + 1
-                seen = min(n_train, (step + 1) * batch_size)
-                elapsed = time.perf_counter() - started
-                bar.update(1)
-                bar.set_postfix(loss=f"{progress['loss_sum'] / seen:.3f}", acc=f"{progress['correct'] / seen:.1%}",
-                                img_s=f"{seen / elapsed:.0f}")
-            bar.close()
+            train_steps(model, optimizer, data, config, progress, data_rng, stop, epoch, started)
             train_seconds = time.perf_counter() - started
             result = None if stop.requested else evaluate(model, data, config, stop)
             if result is None:           # Ctrl-C: keep the position inside this epoch
