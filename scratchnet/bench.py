@@ -192,18 +192,39 @@ def _status_kib(field):
 
 
 def _gpu_peak(framework, step):
+    """Growth of allocated GPU memory over the model and batch, at its peak during two steps, in MiB.
+
+    The same measure for both: what the framework's allocator handed out (not what its
+    cache holds). PyTorch keeps that peak itself; CuPy's pool does not, so every
+    allocation goes through a wrapper that records it.
+    """
     if framework == "torch":
         import torch
+        torch.cuda.synchronize()
+        baseline = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         step()
         step()
-        return torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - baseline) / 2**20
     import cupy
     pool = cupy.get_default_memory_pool()
-    before = pool.used_bytes()
-    step()
-    step()
-    return (pool.total_bytes() - before) / 2**20        # the pool keeps what the peak needed
+    baseline = peak = pool.used_bytes()
+
+    def malloc_recording_peak(size):
+        nonlocal peak
+        memory = pool.malloc(size)
+        peak = max(peak, pool.used_bytes())
+        return memory
+
+    cupy.cuda.set_allocator(malloc_recording_peak)
+    try:
+        step()
+        step()
+        cupy.cuda.Stream.null.synchronize()
+    finally:
+        cupy.cuda.set_allocator(pool.malloc)
+    return (peak - baseline) / 2**20
 
 
 def peak_memory_in_subprocess(args, who, depth):

@@ -36,6 +36,9 @@ def atomic_write_text(path, text):
 
 def generator_state(rng):
     """A NumPy Generator's state as a JSON string (it holds 128-bit integers, which npz cannot)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"checkpoints save NumPy generators (numpy.random.default_rng), not {type(rng).__name__}; "
+                        "draw the random numbers of a GPU run from a NumPy generator and move them to the GPU")
     return json.dumps(rng.bit_generator.state)
 
 

@@ -72,7 +72,7 @@ class SGD:
             if tuple(buffer.shape) != tuple(param.shape):
                 raise ValueError(f"SGD.load_state_dict: momentum_buffer.{i} has shape {tuple(buffer.shape)} "
                                  f"but parameter {i} has {tuple(param.shape)}")
-            buffers[i] = to_device(np.asarray(buffer), device_of(param.data)).astype(param.data.dtype)
+            buffers[i] = to_device(buffer, device_of(param.data)).astype(param.data.dtype)   # NumPy or CuPy buffers
         self.momentum_buffers = buffers
         self.lr = float(state["lr"])
 

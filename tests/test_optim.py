@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from scratchnet.backend import to_device, to_numpy
 from scratchnet.nn import Parameter
 from scratchnet.optim import SGD, cosine_lr, step_lr
 
@@ -52,9 +53,10 @@ def test_parameters_without_a_gradient_are_left_alone():
     assert (frozen.data == 1).all() and np.allclose(trained.data, 1 - 0.5 * (1 + 0.1))
 
 
-def test_state_dict_round_trip_continues_identically():
+@pytest.mark.parametrize("saved_on_host", [True, False], ids=["as saved to disk", "as it is"])
+def test_state_dict_round_trip_continues_identically(device, saved_on_host):
     rng = np.random.default_rng(1)
-    grads = [rng.standard_normal(5) for _ in range(4)]
+    grads = [to_device(rng.standard_normal(5), device) for _ in range(4)]
 
     def run(steps, sgd, param):
         for grad in steps:
@@ -62,19 +64,21 @@ def test_state_dict_round_trip_continues_identically():
             param.accumulate_grad(grad.copy())
             sgd.step()
 
-    straight = Parameter(np.zeros(5))
+    straight = Parameter(to_device(np.zeros(5), device))
     sgd = SGD([straight], lr=0.1, momentum=0.9, nesterov=True)
     run(grads, sgd, straight)
 
-    first = Parameter(np.zeros(5))
+    first = Parameter(to_device(np.zeros(5), device))
     sgd_first = SGD([first], lr=0.1, momentum=0.9, nesterov=True)
     run(grads[:2], sgd_first, first)
-    state = {key: np.array(value) for key, value in sgd_first.state_dict().items()}
+    state = sgd_first.state_dict()
+    if saved_on_host:                    # what a checkpoint holds: NumPy arrays
+        state = {key: to_numpy(value) for key, value in state.items()}
     resumed = Parameter(first.data.copy())
     sgd_resumed = SGD([resumed], lr=0.5, momentum=0.9, nesterov=True)
     sgd_resumed.load_state_dict(state)
     run(grads[2:], sgd_resumed, resumed)
-    assert np.array_equal(resumed.data, straight.data)
+    assert np.array_equal(to_numpy(resumed.data), to_numpy(straight.data))
 
 
 def test_load_state_dict_rejects_a_mismatch():

@@ -1,6 +1,7 @@
 """python -m scratchnet.train on a small synthetic CIFAR: files written, resume, Ctrl-C, NaN, bad flags."""
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from cifar_fixtures import make_cifar_folder, publish
 from scratchnet import train as train_module
-from scratchnet.checkpoint import load_checkpoint
+from scratchnet.checkpoint import generator_state, load_checkpoint, restore_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("seconds", "images_per_s")
@@ -182,3 +183,15 @@ def test_a_missing_dataset_offline_is_a_clear_error(tmp_path, monkeypatch, capsy
     assert train_module.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "downloading it failed" in err and "--data-dir" in err
+
+
+def test_a_checkpoint_saves_numpy_generators_exactly_and_refuses_others():
+    rng = np.random.default_rng(7)
+    rng.random(5)
+    state = generator_state(rng)
+    expected = rng.random(3)
+    restored = np.random.default_rng(0)
+    restore_generator(restored, state)
+    assert np.array_equal(restored.random(3), expected)
+    with pytest.raises(TypeError, match="numpy.random.default_rng"):
+        generator_state(random.Random(0))

@@ -7,7 +7,7 @@
 """
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_numpy
 
 
 def normalize(images, mean, std, dtype=np.float32):
@@ -23,12 +23,13 @@ def random_crop_flip(x, rng, padding=4):
 
     One fancy-indexing gather does all images at once: image n's output pixel
     (i, j) is padded pixel (top[n] + i, left[n] + j), with j read backwards for a flip.
+    rng: a NumPy Generator (so a seed gives the same crops on the CPU and the GPU); a CuPy one works too.
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    top = rng.integers(0, 2 * padding + 1, size=N)
-    left = rng.integers(0, 2 * padding + 1, size=N)
-    flip = rng.random(N) < 0.5
+    top = to_numpy(rng.integers(0, 2 * padding + 1, size=N))     # a few numbers per image: index them on the host
+    left = to_numpy(rng.integers(0, 2 * padding + 1, size=N))
+    flip = to_numpy(rng.random(N)) < 0.5
     rows = top[:, None] + np.arange(H)                      # (N, H)
     cols = left[:, None] + np.arange(W)                     # (N, W)
     cols = np.where(flip[:, None], cols[:, ::-1], cols)

@@ -12,7 +12,8 @@ def dropout_forward(x, p, train, rng):
 
     p: probability of zeroing a value, 0 <= p <= 1. train=False (or p == 0) is the identity.
     rng: a NumPy or CuPy Generator (``backend.default_rng(seed)``). The same seed gives the
-    same mask; a NumPy generator gives the same mask on the CPU and the GPU.
+    same mask; a NumPy generator gives the same mask on the CPU and the GPU (drawn on the
+    host and copied over), a CuPy one draws on the GPU (faster, but other masks).
     """
     op = "dropout"
     xp = array_module(op, x)
