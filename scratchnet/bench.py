@@ -267,21 +267,23 @@ def plot_memory(args, table):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scratchnet.bench", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--depth", type=int, default=40)
-    p.add_argument("--k", type=int, default=12)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p = argparse.ArgumentParser(prog="python -m scratchnet.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--depth", type=int, default=40, help="DenseNet-BC depth L (default: %(default)s)")
+    p.add_argument("--k", type=int, default=12, help="growth rate (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=64, help="images per training step (default: %(default)s)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: scratchnet on CuPy against PyTorch on CUDA (default: %(default)s)")
     p.add_argument("--mode", dest="modes", action="append", choices=MODES,
-                   help="scratchnet's DenseNet mode(s) to time (default: efficient)")
-    p.add_argument("--repeats", type=int, default=7, help="alternating timing rounds")
-    p.add_argument("--steps", type=int, default=2, help="training steps per round")
+                   help="scratchnet's DenseNet mode(s) to time, repeat the flag for both (default: efficient)")
+    p.add_argument("--repeats", type=int, default=7, help="alternating timing rounds (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=2, help="training steps per round (default: %(default)s)")
     p.add_argument("--memory", action="store_true", help="measure peak memory against depth instead of speed")
     p.add_argument("--ablation", action="store_true",
                    help="time the textbook implementation and each optimisation added to it in turn")
-    p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190], help="depths for --memory")
-    p.add_argument("--plot", default=None, help="with --memory: save a plot of memory against depth here")
+    p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190],
+                   help="depths for --memory (default: 40 100 190)")
+    p.add_argument("--plot", default=None,
+                   help="with --memory: save a plot of memory against depth to this file (needs matplotlib)")
     p.add_argument("--peak-memory-of", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.modes = args.modes or ["efficient"]

@@ -37,39 +37,53 @@ RESUME_MAY_CHANGE = {"epochs", "device", "data_dir", "out", "resume", "eval_only
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m scratchnet.train",
-        description="Train DenseNet-BC (or DenseNet) on CIFAR with the recipe of Huang et al. (CVPR 2017).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train DenseNet-BC (or DenseNet) on CIFAR with the recipe of Huang et al. (CVPR 2017). "
+                    "The defaults are the paper's; the full 300 epochs take about 36 hours on 2 CPU cores, so try "
+                    "--limit-train 5000 --epochs 3 (or --dataset synthetic) first.")
     model = p.add_argument_group("model")
-    model.add_argument("--depth", type=int, default=40, help="L, the number of layers: 4 + 6n for BC, 4 + 3n without")
-    model.add_argument("--k", type=int, default=12, help="growth rate: feature maps each layer adds")
+    model.add_argument("--depth", type=int, default=40,
+                       help="L, the number of layers: 4 + 6n for BC, 4 + 3n without (default: %(default)s)")
+    model.add_argument("--k", type=int, default=12,
+                       help="growth rate: feature maps each layer adds (default: %(default)s)")
     model.add_argument("--no-bc", dest="bc", action="store_false",
-                       help="plain DenseNet: no bottleneck, no compression, a 16-channel stem")
-    model.add_argument("--theta", type=float, default=None, help="compression at transitions (default: 0.5 BC, 1 plain)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout after each conv but the first (paper: 0.2 "
-                                                                  "without augmentation)")
+                       help="plain DenseNet: no bottleneck, no compression, a 16-channel stem (default: DenseNet-BC)")
+    model.add_argument("--theta", type=float, default=None,
+                       help="compression at transitions (default: 0.5 BC, 1 plain)")
+    model.add_argument("--dropout", type=float, default=0.0,
+                       help="dropout after each conv but the first (default: %(default)s; the paper's 0.2 without "
+                            "augmentation)")
     model.add_argument("--no-memory-efficient", dest="memory_efficient", action="store_false",
                        help="the textbook DenseNet (a concatenation per layer, memory quadratic in depth) instead of "
-                            "the shared-buffer one (Pleiss et al. 2017; same gradients, faster, linear memory)")
+                            "the default shared-buffer one (Pleiss et al. 2017; same gradients, faster, linear memory)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["cifar10", "cifar100", "synthetic"], default="cifar10",
-                      help="synthetic: a made-up 10-class stand-in (2,000 + 500 images) to try things without data")
-    data.add_argument("--data-dir", default="data", help="where the dataset is, or is downloaded to")
+                      help="synthetic: a made-up 10-class stand-in (2,000 + 500 images) to try things without data "
+                           "(default: %(default)s)")
+    data.add_argument("--data-dir", default="data",
+                      help="where the dataset is, or is downloaded to (default: %(default)s)")
     data.add_argument("--no-augment", dest="augment", action="store_false",
-                      help="the paper's C10 setting: no random crops or flips")
-    data.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
-    data.add_argument("--limit-test", type=int, default=None, metavar="N", help="test on the first N images only")
+                      help="the paper's C10 setting: no random crops or flips (default: C10+, augmented)")
+    data.add_argument("--limit-train", type=int, default=None, metavar="N",
+                      help="train on the first N images only (default: all)")
+    data.add_argument("--limit-test", type=int, default=None, metavar="N",
+                      help="test on the first N images only (default: all)")
     optim = p.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=300)
-    optim.add_argument("--batch-size", type=int, default=64)
-    optim.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    optim.add_argument("--epochs", type=int, default=300, help="passes over the training set (default: %(default)s)")
+    optim.add_argument("--batch-size", type=int, default=64, help="images per SGD step (default: %(default)s)")
+    optim.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default: %(default)s)")
     optim.add_argument("--schedule", choices=sorted(SCHEDULES), default="step",
-                       help="step: divide by 10 at 50%% and 75%% of the epochs; cosine: anneal to 0")
-    optim.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
-    optim.add_argument("--weight-decay", type=float, default=1e-4)
+                       help="step: divide by 10 at 50%% and 75%% of the epochs; cosine: anneal to 0 "
+                            "(default: %(default)s)")
+    optim.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (default: %(default)s)")
+    optim.add_argument("--weight-decay", type=float, default=1e-4,
+                       help="L2 penalty added to every gradient, as torch.optim.SGD (default: %(default)s)")
     run = p.add_argument_group("run")
-    run.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="gpu needs CuPy: pip install 'scratchnet[gpu]'")
-    run.add_argument("--seed", type=int, default=0, help="seeds the weights, the batch order, augmentation and dropout")
-    run.add_argument("--out", default=None, help="output folder (default: runs/<model>-<dataset>)")
+    run.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                     help="gpu needs CuPy: pip install 'scratchnet[gpu]' (default: %(default)s)")
+    run.add_argument("--seed", type=int, default=0,
+                     help="seeds the weights, the batch order, augmentation and dropout (default: %(default)s)")
+    run.add_argument("--out", default=None,
+                     help="output folder (default: runs/<model>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10)")
     run.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     run.add_argument("--eval-only", metavar="CHECKPOINT", default=None,
                      help="evaluate a checkpoint on the test set and exit")

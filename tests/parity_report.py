@@ -87,7 +87,7 @@ def main():
                                 lambda: torch_densenet121(7), 64),
     }
     print()
-    print("| whole network, float64, train and eval | plain | memory-efficient |")
+    print("| whole network, float64, train and eval (scale) | plain | memory-efficient |")
     print("| --- | --- | --- |")
     for name, (build, build_reference, size) in networks.items():
         plain = network_errors(build, build_reference, size)
