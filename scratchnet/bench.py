@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from . import ops
-from .backend import THREADS_ENV_VAR, cpu_threads, to_device
+from .backend import THREADS_ENV_VAR, GPUUnavailableError, array_module_for, cpu_threads, to_device
 from .models import densenet_cifar
 from .nn import Conv2d
 from .optim import SGD
@@ -266,6 +266,15 @@ def plot_memory(args, table):
     print(f"plot written to {args.plot}")
 
 
+def check_gpu_for_both():
+    """Both frameworks must reach a GPU: say which cannot, before anything is built."""
+    array_module_for("gpu")
+    import torch
+    if not torch.cuda.is_available():
+        raise GPUUnavailableError(f"PyTorch {torch.__version__} sees no CUDA device (a CPU-only build?): the GPU "
+                                  "benchmark needs a CUDA build of PyTorch (https://pytorch.org/get-started/)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m scratchnet.bench", description=__doc__.splitlines()[0])
     p.add_argument("--depth", type=int, default=40, help="DenseNet-BC depth L (default: %(default)s)")
@@ -287,6 +296,11 @@ def main(argv=None):
     p.add_argument("--peak-memory-of", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.modes = args.modes or ["efficient"]
+    if args.device == "gpu" and not args.peak_memory_of:    # (the measuring subprocesses were checked by their parent)
+        try:
+            check_gpu_for_both()
+        except GPUUnavailableError as e:
+            p.error(str(e))
     if args.peak_memory_of:
         print(json.dumps({"peak_mib": measure_peak_memory(args)}))
     elif args.memory:

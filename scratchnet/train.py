@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .backend import GPUUnavailableError, to_device
+from .backend import GPUUnavailableError, array_module_for, to_device
 from .checkpoint import atomic_write, atomic_write_text, load_checkpoint, restore_generator, save_checkpoint
 from .data import DataError, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar
@@ -358,6 +358,7 @@ def main(argv=None):
         else:
             config, checkpoint = config_from_args(args), None
             densenet_cifar(config["depth"], config["k"], bc=config["bc"], theta=config["theta"])  # fail fast
+            array_module_for(config["device"])     # a missing GPU is reported before anything is written
             if (Path(config["out"]) / "checkpoint.npz").exists():
                 raise ValueError(f"{config['out']} already holds a run; continue it with --resume, "
                                  "or choose another --out")

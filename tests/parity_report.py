@@ -1,9 +1,12 @@
 """Print each op's worst relative error against PyTorch over the test cases: `python tests/parity_report.py`.
 
+`python tests/parity_report.py --device gpu` runs scratchnet's side on CuPy (PyTorch stays on the CPU, in float64).
+
 Runs the same case table as tests/test_ops_torch.py and reports, per op, the
 largest error over its cases, its output and all its gradients: float64
 element-wise (``rel_error``) and float32 at the tensors' scale (``norm_rel_error``).
 """
+import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -13,14 +16,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from op_cases import CASES  # noqa: E402
+from scratchnet.backend import to_device  # noqa: E402
 from scratchnet.gradcheck import check_gradients, norm_rel_error, rel_error  # noqa: E402
 
 
-def errors_against_pytorch(case, dtype, rng):
+def errors_against_pytorch(case, dtype, rng, device="cpu"):
     arrays = [a.astype(dtype) for a in case.inputs(rng)]
-    out, cache = case.forward(*arrays)
+    out, cache = case.forward(*[to_device(a, device) for a in arrays])
     dout = np.asarray(rng.standard_normal(np.shape(out)), dtype=dtype)
-    grads = case.backward(dout, cache)
+    grads = case.backward(to_device(dout, device), cache)
     grads = grads if isinstance(grads, (tuple, list)) else [grads]
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     expected = case.reference(*tensors)
@@ -36,11 +40,12 @@ def inputs_rng():
     return np.random.default_rng(1234)
 
 
-def network_errors(build, build_reference, size):
+def network_errors(build, build_reference, size, device="cpu"):
     """Worst error at the tensors' scale over logits, input and parameter gradients and buffers, train then eval."""
     torch.manual_seed(0)
     reference, model = build_reference().double(), build()
     model.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
+    model.to(device)
     rng, worst = np.random.default_rng(0), 0.0
     for mode in (True, False):
         model.train(mode)
@@ -49,8 +54,8 @@ def network_errors(build, build_reference, size):
         dlogits = rng.standard_normal((3, reference.classifier.out_features))
         model.zero_grad()
         reference.zero_grad()
-        logits = model(x)
-        dx = model.backward(dlogits)
+        logits = model(to_device(x, device))
+        dx = model.backward(to_device(dlogits, device))
         x_tensor = torch.tensor(x, requires_grad=True)
         expected = reference(x_tensor)
         expected.backward(torch.tensor(dlogits))
@@ -63,15 +68,19 @@ def network_errors(build, build_reference, size):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where scratchnet runs (default: cpu)")
+    device = parser.parse_args().device
     worst = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
     for case in CASES:
         op = case.id.split("-")[0]
         row = worst[op]
-        row[0] = max(row[0], errors_against_pytorch(case, "float64", inputs_rng()))
-        row[1] = max(row[1], errors_against_pytorch(case, "float32", inputs_rng()))
-        row[2] = max(row[2], *check_gradients(case.forward, case.backward, case.inputs(inputs_rng())))
+        row[0] = max(row[0], errors_against_pytorch(case, "float64", inputs_rng(), device))
+        row[1] = max(row[1], errors_against_pytorch(case, "float32", inputs_rng(), device))
+        row[2] = max(row[2], *check_gradients(case.forward, case.backward,
+                                                  [to_device(a, device) for a in case.inputs(inputs_rng())]))
         row[3] += 1
-    print(f"torch {torch.__version__}, numpy {np.__version__}")
+    print(f"torch {torch.__version__}, numpy {np.__version__}, scratchnet on {device}")
     print("| op | cases | vs PyTorch, float64 (element-wise) | vs PyTorch, float32 (scale) | vs finite differences, float64 |")
     print("| --- | --- | --- | --- | --- |")
     for op, (f64, f32, fd, count) in worst.items():
@@ -90,8 +99,8 @@ def main():
     print("| whole network, float64, train and eval (scale) | plain | memory-efficient |")
     print("| --- | --- | --- |")
     for name, (build, build_reference, size) in networks.items():
-        plain = network_errors(build, build_reference, size)
-        efficient = network_errors(lambda: build(memory_efficient=True), build_reference, size)
+        plain = network_errors(build, build_reference, size, device)
+        efficient = network_errors(lambda: build(memory_efficient=True), build_reference, size, device)
         print(f"| {name} | {plain:.1e} | {efficient:.1e} |")
 
 

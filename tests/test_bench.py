@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scratchnet import backend as bench_backend
 from scratchnet import bench
 
 pytest.importorskip("torch")
@@ -42,3 +43,18 @@ def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):
                              *TINY], capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert json.loads(single.stdout.strip().splitlines()[-1])["peak_mib"] >= 0
+
+
+def gpu_benchmark_possible():
+    import torch
+    return bench_backend.gpu_available() and torch.cuda.is_available()
+
+
+@pytest.mark.skipif("gpu_benchmark_possible()", reason="a GPU is here: the benchmark would run")
+def test_a_gpu_benchmark_without_a_usable_gpu_says_what_is_missing(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(TINY + ["--device", "gpu"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "CuPy" in err or "PyTorch" in err
+    assert "Traceback" not in err

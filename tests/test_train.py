@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cifar_fixtures import make_cifar_folder, publish
+from scratchnet import backend
 from scratchnet import train as train_module
 from scratchnet.checkpoint import generator_state, load_checkpoint, restore_generator
 
@@ -195,3 +196,11 @@ def test_a_checkpoint_saves_numpy_generators_exactly_and_refuses_others():
     assert np.array_equal(restored.random(3), expected)
     with pytest.raises(TypeError, match="numpy.random.default_rng"):
         generator_state(random.Random(0))
+
+
+@pytest.mark.skipif("backend.gpu_available()", reason="a GPU is here: the run would start")
+def test_asking_for_a_missing_gpu_fails_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(["--dataset", "synthetic", "--device", "gpu", "--out", str(out)]) == 2
+    assert "pip install" in capsys.readouterr().err
+    assert not out.exists()
