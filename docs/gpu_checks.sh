@@ -56,6 +56,8 @@ wait
 # 2. Speed, alone on the machine: a training step of scratchnet on CuPy against PyTorch on CUDA (cuDNN).
 stage bench-L40 100 python3 -m scratchnet.bench --device gpu --mode efficient --mode plain
 stage bench-L100 120 python3 -m scratchnet.bench --device gpu --depth 100 --mode efficient --mode plain
+stage bench-L40-b256 60 python3 -m scratchnet.bench --device gpu --batch 256 --mode efficient --mode plain
+stage profile-L40 60 python3 -m scratchnet.bench --device gpu --profile --mode efficient --mode plain --repeats 2 --steps 2
 
 # 3. Lecture 6, full form, executed top to bottom (nbclient where installed, else cell by cell below).
 stage lecture6 120 python3 - notebooks/06_same_code_on_the_gpu.ipynb "$WORK/06_same_code_on_the_gpu.ipynb" <<'PY'

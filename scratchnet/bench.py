@@ -4,6 +4,7 @@
     python -m scratchnet.bench --depth 100 --mode plain
     python -m scratchnet.bench --memory --depths 40 100 190 --plot docs/img/memory.png
     python -m scratchnet.bench --ablation                        # what each optimisation bought
+    python -m scratchnet.bench --profile                         # where scratchnet's step spends its time
     python -m scratchnet.bench --device gpu                      # CuPy against PyTorch on CUDA (cuDNN)
 
 A training step is forward, loss, backward and the SGD update (Nesterov momentum,
@@ -167,6 +168,47 @@ def run_ablation(args):
                   f"median of {args.repeats} x {args.steps} steps", medians, ABLATION[0][0], args)
 
 
+def run_profile(args, top=30):
+    """cProfile ``args.repeats`` x ``args.steps`` steps of scratchnet (each mode) after a warm-up; print the top functions.
+
+    Sorted by total time spent in a function itself (not in what it calls): on the CPU that
+    is where NumPy works; on a GPU, where Python issues the kernels, since CuPy calls only queue them.
+    """
+    import cProfile
+    import io
+    import pstats
+    for mode in args.modes:
+        _, step = build_scratchnet(args, mode)
+        step()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.repeats * args.steps):
+            step()
+        profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(top)
+        steps = args.repeats * args.steps
+        print(f"scratchnet ({mode}), DenseNet-BC (L={args.depth}, k={args.k}), batch {args.batch}, {args.device}: "
+              f"{stats.total_calls / steps:,.0f} Python-level calls and {stats.total_tt / steps * 1000:.1f} ms "
+              f"per step under the profiler ({steps} steps)")
+        print(text.getvalue())
+        print("  time per step by source file (a function's own time, as above):")
+        for where, seconds in sorted(own_time_by_file(stats).items(), key=lambda item: -item[1]):
+            print(f"  {where:<40} {seconds / steps * 1000:8.2f} ms  {seconds / stats.total_tt:6.1%}")
+        print()
+
+
+def own_time_by_file(stats):
+    """pstats -> {source file: seconds}, scratchnet's files by name, everything else (NumPy, CuPy, Python) together."""
+    totals = {}
+    for (filename, _, _), (_, _, own_seconds, _, _) in stats.stats.items():
+        path = filename.replace(os.sep, "/")
+        where = "scratchnet/" + path.rsplit("scratchnet/", 1)[1] if "/scratchnet/" in path else "NumPy, CuPy, Python"
+        totals[where] = totals.get(where, 0.0) + own_seconds
+    return totals
+
+
 def measure_peak_memory(args):
     """In this process: peak memory growth of two training steps, in MiB (run in a fresh process)."""
     framework, mode = args.peak_memory_of.split(":")
@@ -289,6 +331,8 @@ def main(argv=None):
     p.add_argument("--memory", action="store_true", help="measure peak memory against depth instead of speed")
     p.add_argument("--ablation", action="store_true",
                    help="time the textbook implementation and each optimisation added to it in turn")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile scratchnet's steps (no PyTorch) and print where the time goes")
     p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190],
                    help="depths for --memory (default: 40 100 190)")
     p.add_argument("--plot", default=None,
@@ -307,6 +351,8 @@ def main(argv=None):
         run_memory(args)
     elif args.ablation:
         run_ablation(args)
+    elif args.profile:
+        run_profile(args)
     else:
         run_speed(args)
     return 0

@@ -30,6 +30,15 @@ def test_ablation_times_every_step_of_the_way(capsys):
         assert name in printed
 
 
+def test_profile_names_the_ops_where_the_time_goes(capsys):
+    bench.main(TINY + ["--profile", "--mode", "plain"])
+    printed = capsys.readouterr().out
+    assert "Python-level calls" in printed
+    shares = [float(line.rsplit(None, 1)[1].rstrip("%")) for line in printed.splitlines()
+              if line.startswith("  scratchnet/") or line.startswith("  NumPy, CuPy")]
+    assert "  scratchnet/ops/conv.py" in printed and abs(sum(shares) - 100) < 1
+
+
 def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):
     command = [sys.executable, "-m", "scratchnet.bench", "--memory", "--depths", "10", "16", "--plot",
                str(tmp_path / "memory.png"), *TINY]

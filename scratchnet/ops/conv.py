@@ -101,7 +101,13 @@ def _to_layout(xp, a, layout):
 
 
 def choose_method(w_shape, stride):
-    """im2col unless kn2row copies less: a stride-1 kernel larger than 1x1 with fewer filters than channels."""
+    """im2col unless kn2row copies less: a stride-1 kernel larger than 1x1 with fewer filters than channels.
+
+    kn2row also keeps less for the backward pass (x itself, where im2col keeps its kh*kw times larger
+    column matrix), so it stays the choice on a GPU too, although im2col made a plain DenseNet-BC step
+    faster there (79.5 against 94.9 ms on an H100): at L=40, batch 64 the column matrices of the 3x3
+    convolutions would hold about 0.9 GB until backward, where kn2row keeps 0.1 GB.
+    """
     F, C, kh, kw = w_shape
     return "kn2row" if stride == 1 and kh * kw > 1 and F < C else "im2col"
 

@@ -5,7 +5,8 @@ NumPy runs each ``a * b`` as one pass over memory that writes a new array, and
 allocating that array costs about as much again; an unfused batch norm makes
 a dozen such passes. Here the normalisation is folded into one per-channel
 ``y = relu(x * scale + shift)`` written into one output array (``out=``), and
-the variance comes from ``einsum``, which multiplies and sums without a temporary.
+the variance comes from a row-wise dot product (``_row_dots``), which NumPy's
+``einsum`` computes without a temporary.
 
 The cache keeps x and the per-channel statistics, not x_hat: backward
 recomputes x_hat (one cheap pass) instead of holding another array of x's size.
@@ -27,6 +28,18 @@ def _rows(a):
     return a.reshape(a.shape[0], -1)
 
 
+def _row_dots(xp, a, b):
+    """(C, m), (C, m) -> (C,): the dot product of each row of a with the same row of b.
+
+    NumPy's einsum multiplies and sums without a temporary array. CuPy's einsum is Python
+    code whose bookkeeping costs far more than the arithmetic (40 ms of a 155 ms DenseNet-BC
+    step on an H100, profiled), so on the GPU a product and a sum, two kernels, do it.
+    """
+    if xp.__name__ == "numpy":
+        return xp.einsum("ij,ij->i", a, b)
+    return (a * b).sum(axis=1)
+
+
 def batch_statistics(x):
     """Per-channel mean and biased variance of channel-major x, as batch norm computes them in training.
 
@@ -41,7 +54,7 @@ def batch_statistics(x):
     def statistics(c):                         # channels c only: batch norm never mixes channels
         mean[c] = X[c].mean(axis=1)
         centred = X[c] - mean[c, None]
-        var[c] = xp.einsum("ij,ij->i", centred, centred) / m      # sum of squares without a temporary
+        var[c] = _row_dots(xp, centred, centred) / m                # the sum of squares, per channel
 
     parallel_slices(statistics, C, xp, x.size)
     return mean, var
@@ -134,7 +147,7 @@ def batchnorm_relu_backward(dout, cache, split=False):
         dz = dx[rows]
         xp.multiply(D[rows], Y[rows] > 0, out=dz)                    # gradient at the batch-norm output
         dbeta[rows] = dz.sum(axis=1)
-        dgamma[rows] = inv_std[rows] * (xp.einsum("ij,ij->i", dz, X[rows]) - mean[rows] * dbeta[rows])
+        dgamma[rows] = inv_std[rows] * (_row_dots(xp, dz, X[rows]) - mean[rows] * dbeta[rows])
         dz *= scale[rows, None]                                      # a = gamma * inv_std
         if train:
             b[rows] = -scale[rows] * inv_std[rows] * dgamma[rows] / m      # the x_hat term, per unit of x
