@@ -57,6 +57,8 @@ wait
 stage bench-L40 100 python3 -m scratchnet.bench --device gpu --mode efficient --mode plain
 stage bench-L100 120 python3 -m scratchnet.bench --device gpu --depth 100 --mode efficient --mode plain
 stage bench-L40-b256 60 python3 -m scratchnet.bench --device gpu --batch 256 --mode efficient --mode plain
+stage bench-L100-b256 80 python3 -m scratchnet.bench --device gpu --depth 100 --batch 256 --mode efficient --mode plain
+stage ablation-L40 100 python3 -m scratchnet.bench --device gpu --ablation
 stage profile-L40 60 python3 -m scratchnet.bench --device gpu --profile --mode efficient --mode plain --repeats 2 --steps 2
 
 # 3. Lecture 6, full form, executed top to bottom (nbclient where installed, else cell by cell below).
