@@ -177,18 +177,18 @@ def run_profile(args, top=30):
     import cProfile
     import io
     import pstats
+    steps = args.repeats * args.steps
     for mode in args.modes:
         _, step = build_scratchnet(args, mode)
         step()
         profiler = cProfile.Profile()
         profiler.enable()
-        for _ in range(args.repeats * args.steps):
+        for _ in range(steps):
             step()
         profiler.disable()
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
         stats.sort_stats("tottime").print_stats(top)
-        steps = args.repeats * args.steps
         print(f"scratchnet ({mode}), DenseNet-BC (L={args.depth}, k={args.k}), batch {args.batch}, {args.device}: "
               f"{stats.total_calls / steps:,.0f} Python-level calls and {stats.total_tt / steps * 1000:.1f} ms "
               f"per step under the profiler ({steps} steps)")
