@@ -61,7 +61,8 @@ stage bench-L100-b256 80 python3 -m scratchnet.bench --device gpu --depth 100 --
 stage ablation-L40 100 python3 -m scratchnet.bench --device gpu --ablation
 stage profile-L40 60 python3 -m scratchnet.bench --device gpu --profile --mode efficient --mode plain --repeats 2 --steps 2
 
-# 3. Lecture 6, full form, executed top to bottom (nbclient where installed, else cell by cell below).
+# 3. Lecture 6, full form, executed top to bottom cell by cell (GPU machines may have no Jupyter): outputs,
+#    figures and errors are written into a copy of the notebook, as Jupyter would.
 stage lecture6 120 python3 - notebooks/06_same_code_on_the_gpu.ipynb "$WORK/06_same_code_on_the_gpu.ipynb" <<'PY'
 import ast, base64, contextlib, io, json, os, sys, traceback
 import matplotlib.pyplot as plt

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchnet import backend as bench_backend
+from scratchnet import backend
 from scratchnet import bench
 
 pytest.importorskip("torch")
@@ -56,7 +56,7 @@ def test_peak_memory_is_measured_in_a_fresh_process(tmp_path):
 
 def gpu_benchmark_possible():
     import torch
-    return bench_backend.gpu_available() and torch.cuda.is_available()
+    return backend.gpu_available() and torch.cuda.is_available()
 
 
 @pytest.mark.skipif("gpu_benchmark_possible()", reason="a GPU is here: the benchmark would run")
