@@ -10,6 +10,7 @@ array and on the GPU for a CuPy array::
 CuPy is imported lazily, only when a GPU is asked for or a CuPy array is seen,
 so scratchnet imports quickly and works on machines without CUDA.
 """
+import contextlib
 import os
 import sys
 
@@ -146,48 +147,67 @@ def to_device(a, device=None):
     return cupy.asarray(a)
 
 
+# -- CPU threads ------------------------------------------------------------------------------------
+# The one setting scratchnet keeps about threads: how many the fast tier's element-wise work
+# (scratchnet.fast.parallel_slices) may use on the CPU. NumPy's matrix products use OpenBLAS's own
+# threads, which scratchnet leaves alone: OPENBLAS_NUM_THREADS and OPENBLAS_THREAD_TIMEOUT, read by
+# OpenBLAS when NumPy loads, are yours to set before starting Python (docs/benchmarks.md measures both).
+
 THREADS_ENV_VAR = "SCRATCHNET_THREADS"
-_thread_pool = None
+_cpu_threads = None  # set by set_cpu_threads(); None: read $SCRATCHNET_THREADS at the next use
 
 
-def cpu_threads():
-    """Threads for element-wise work on the CPU: ``$SCRATCHNET_THREADS``, else one per available core."""
-    value = os.environ.get(THREADS_ENV_VAR, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{THREADS_ENV_VAR}={value!r} must be a positive integer")
-        return int(value)
+def available_cores():
+    """The CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# Below this many array elements per thread, handing work to a thread costs more than it saves.
-MIN_ELEMENTS_PER_THREAD = 1 << 18
+def _check_thread_count(n, source):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{source} must be a positive integer, got {n!r}")
+    return n
 
 
-def parallel_slices(fn, n, xp=numpy, size=None):
-    """Call ``fn(s)`` for slices ``s`` that split range(n) into one part per CPU core, in threads.
+def _threads_from_environment():
+    value = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if not value:
+        return available_cores()
+    if not value.isdigit():
+        raise ValueError(f"{THREADS_ENV_VAR}={value!r} must be a positive integer")
+    return _check_thread_count(int(value), f"{THREADS_ENV_VAR}={value!r}")
 
-    NumPy runs element-wise work on one core but releases the GIL while it runs,
-    so giving each thread its own rows (say, its own channels) uses every core.
-    fn must only touch its own rows; the result is then the same as one
-    ``fn(slice(0, n))``, which is what CuPy (already parallel on the GPU), a single
-    core and small work (``size``: elements involved) get.
+
+def cpu_threads():
+    """Threads for element-wise work on the CPU.
+
+    ``set_cpu_threads(n)`` chooses; until then, ``$SCRATCHNET_THREADS`` as it is at the first
+    call (read once), else one thread per available core.
     """
-    parts = min(cpu_threads(), n) if xp is numpy else 1
-    if size is not None:
-        parts = min(parts, max(1, size // MIN_ELEMENTS_PER_THREAD))
-    if parts <= 1:
-        fn(slice(0, n))
-        return
-    global _thread_pool
-    if _thread_pool is None or _thread_pool._max_workers < parts - 1:
-        from concurrent.futures import ThreadPoolExecutor
-        _thread_pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="scratchnet")
-    bounds = [n * i // parts for i in range(parts + 1)]
-    others = [_thread_pool.submit(fn, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
-    fn(slice(bounds[0], bounds[1]))          # the calling thread takes the first part itself
-    for future in others:
-        future.result()
+    global _cpu_threads
+    if _cpu_threads is None:
+        _cpu_threads = _threads_from_environment()
+    return _cpu_threads
+
+
+def set_cpu_threads(n):
+    """Use ``n`` threads for element-wise CPU work from now on; None: ``$SCRATCHNET_THREADS``/the cores again.
+
+    Returns the previous setting, so that it can be restored.
+    """
+    global _cpu_threads
+    previous = cpu_threads()
+    _cpu_threads = None if n is None else _check_thread_count(n, "the number of CPU threads")
+    return previous
+
+
+@contextlib.contextmanager
+def using_cpu_threads(n):
+    """``with using_cpu_threads(1): ...`` runs a block with ``n`` element-wise threads, then restores the setting."""
+    previous = set_cpu_threads(n)
+    try:
+        yield
+    finally:
+        set_cpu_threads(previous)
 
 
 def seed(value):

@@ -20,3 +20,9 @@ def device(request):
 def rng():
     """A fresh, seeded NumPy generator per test, so each test is reproducible on its own."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, the independent reference: a test that takes this fixture is skipped without it."""
+    return pytest.importorskip("torch")

@@ -1,5 +1,9 @@
 """The table of op cases that both the finite-difference and the PyTorch tests run.
 
+Every op of both tiers is here: the textbook ops of ``scratchnet.ops`` and their fast twins of
+``scratchnet.fast`` (ids ``fast.<op>-...``), each against PyTorch and finite differences on its
+own; tests/test_fast.py also holds each fast op against its textbook twin.
+
 Each case fixes an op's non-differentiable arguments (stride, labels, ...) and
 gives four things:
 
@@ -16,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from scratchnet import ops
+from scratchnet import fast, ops
 from scratchnet.backend import get_array_module
 
 
@@ -53,46 +57,45 @@ def swap_batch_and_channels(a):
     return get_array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3))
 
 
-def converter(layout):
-    """Moves an (N, C, H, W) array into ``layout`` and back (the identity for NCHW).
-
-    The cases keep their inputs and PyTorch references in NCHW; a channel-major
-    variant transposes x on the way in and the image-shaped results on the way out.
-    """
-    return (lambda a: a) if layout == "NCHW" else swap_batch_and_channels
-
-
-def conv_case(x_shape, w_shape, stride, pad, bias=True, method="im2col", layout="NCHW"):
-    to_layout = converter(layout)
-
+def conv_case(x_shape, w_shape, stride, pad, bias=True):
+    """The textbook convolution: NCHW, im2col."""
     def inputs(rng):
         arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape)]
         return arrays + [rng.standard_normal(w_shape[0])] if bias else arrays
 
     def forward(x, w, b=None):
-        out, cache = ops.conv2d_forward(to_layout(x), w, b, stride=stride, pad=pad, layout=layout, method=method)
-        return to_layout(out), cache
-
-    def backward(dout, cache):
-        dx, dw, db = ops.conv2d_backward(to_layout(dout), cache)
-        return to_layout(dx), dw, db
+        return ops.conv2d_forward(x, w, b, stride=stride, pad=pad)
 
     def reference(x, w, b=None):
         return _F().conv2d(x, w, b, stride=stride, padding=pad)
 
-    name = f"conv2d-x{x_shape}-w{w_shape}-s{stride}-p{pad}" + ("" if bias else "-nobias") + f"-{method}-{layout}"
-    return OpCase(name, inputs, forward, backward, reference)
+    name = f"conv2d-x{x_shape}-w{w_shape}-s{stride}-p{pad}" + ("" if bias else "-nobias")
+    return OpCase(name, inputs, forward, ops.conv2d_backward, reference)
+
+
+def fast_conv_case(x_shape, w_shape, stride, pad, bias, method):
+    """The fast convolution on channel-major arrays, checked in NCHW (x and the results transposed)."""
+    textbook = conv_case(x_shape, w_shape, stride, pad, bias)
+
+    def forward(x, w, b=None):
+        out, cache = fast.conv2d_forward(swap_batch_and_channels(x), w, b, stride, pad, method=method)
+        return swap_batch_and_channels(out), cache
+
+    def backward(dout, cache):
+        dx, dw, db = fast.conv2d_backward(swap_batch_and_channels(dout), cache)
+        return swap_batch_and_channels(dx), dw, db
+
+    return OpCase(f"fast.{textbook.id}-{method}", textbook.inputs, forward, backward, textbook.reference)
 
 
 def conv_cases(x_shape, w_shape, stride, pad, bias=True):
-    """The convolution in both layouts, by im2col and (where it applies) by kn2row."""
-    kn2row = stride == 1 and w_shape[2] * w_shape[3] > 1
-    return [conv_case(x_shape, w_shape, stride, pad, bias, method, layout)
-            for method in (["im2col", "kn2row"] if kn2row else ["im2col"]) for layout in ("NCHW", "CNHW")]
+    """The textbook convolution, and the fast one by im2col and (where it applies) by kn2row."""
+    methods = ["im2col", "kn2row"] if stride == 1 and w_shape[2] * w_shape[3] > 1 else ["im2col"]
+    return [conv_case(x_shape, w_shape, stride, pad, bias)] + [
+        fast_conv_case(x_shape, w_shape, stride, pad, bias, method) for method in methods]
 
 
-def batchnorm_case(x_shape, train, layout="NCHW"):
-    to_layout = converter(layout)
+def batchnorm_case(x_shape, train):
     C = x_shape[1]
     # Eval mode uses fixed running statistics; train mode uses (and here does not record) batch ones.
     running_mean = np.linspace(-0.5, 0.5, C)
@@ -103,15 +106,9 @@ def batchnorm_case(x_shape, train, layout="NCHW"):
 
     def forward(x, gamma, beta):
         if train:
-            out, cache = ops.batchnorm_forward(to_layout(x), gamma, beta, None, None, train=True, layout=layout)
-        else:
-            rm, rv = (get_array_module(x).asarray(a, dtype=x.dtype) for a in (running_mean, running_var))
-            out, cache = ops.batchnorm_forward(to_layout(x), gamma, beta, rm, rv, train=False, layout=layout)
-        return to_layout(out), cache
-
-    def backward(dout, cache):
-        dx, dgamma, dbeta = ops.batchnorm_backward(to_layout(dout), cache)
-        return to_layout(dx), dgamma, dbeta
+            return ops.batchnorm_forward(x, gamma, beta, None, None, train=True)
+        rm, rv = (get_array_module(x).asarray(a, dtype=x.dtype) for a in (running_mean, running_var))
+        return ops.batchnorm_forward(x, gamma, beta, rm, rv, train=False)
 
     def reference(x, gamma, beta):
         import torch
@@ -119,8 +116,8 @@ def batchnorm_case(x_shape, train, layout="NCHW"):
         rv = None if train else torch.tensor(running_var, dtype=x.dtype)
         return _F().batch_norm(x, rm, rv, gamma, beta, training=train, momentum=0.1, eps=1e-5)
 
-    name = f"batchnorm-x{x_shape}-" + ("train" if train else "eval") + f"-{layout}"
-    return OpCase(name, inputs, forward, backward, reference)
+    name = f"batchnorm-x{x_shape}-" + ("train" if train else "eval")
+    return OpCase(name, inputs, forward, ops.batchnorm_backward, reference)
 
 
 def symmetric_away_from_zero(rng, shape):
@@ -148,11 +145,11 @@ def batchnorm_relu_case(x_shape, train):
     def forward(x, gamma, beta):
         xp = get_array_module(x)
         rm, rv = (None, None) if train else (xp.asarray(running_mean, x.dtype), xp.asarray(running_var, x.dtype))
-        out, cache = ops.batchnorm_relu_forward(swap_batch_and_channels(x), gamma, beta, rm, rv, train=train)
+        out, cache = fast.batchnorm_relu_forward(swap_batch_and_channels(x), gamma, beta, rm, rv, train=train)
         return swap_batch_and_channels(out), cache
 
     def backward(dout, cache):
-        dx, dgamma, dbeta = ops.batchnorm_relu_backward(swap_batch_and_channels(dout), cache)
+        dx, dgamma, dbeta = fast.batchnorm_relu_backward(swap_batch_and_channels(dout), cache)
         return swap_batch_and_channels(dx), dgamma, dbeta
 
     def reference(x, gamma, beta):
@@ -161,7 +158,7 @@ def batchnorm_relu_case(x_shape, train):
         rv = None if train else torch.tensor(running_var, dtype=x.dtype)
         return _F().relu(_F().batch_norm(x, rm, rv, gamma, beta, training=train, momentum=0.1, eps=1e-5))
 
-    name = f"batchnorm_relu-x{x_shape}-" + ("train" if train else "eval")
+    name = f"fast.batchnorm_relu-x{x_shape}-" + ("train" if train else "eval")
     return OpCase(name, inputs, forward, backward, reference)
 
 
@@ -179,9 +176,10 @@ def concat_case(shapes, axis):
                   lambda *xs: ops.concat_forward(list(xs), axis=axis), ops.concat_backward, reference)
 
 
-def avgpool_case(shape, kernel, stride):
-    return OpCase(f"avgpool-{shape}-k{kernel}-s{stride}", normal(*shape),
-                  lambda x: ops.avgpool_forward(x, kernel, stride), ops.avgpool_backward,
+def avgpool_case(shape, kernel, stride, tier=ops):
+    prefix = "fast." if tier is fast else ""
+    return OpCase(f"{prefix}avgpool-{shape}-k{kernel}-s{stride}", normal(*shape),
+                  lambda x: tier.avgpool_forward(x, kernel, stride), tier.avgpool_backward,
                   lambda x: _F().avg_pool2d(x, kernel, stride))
 
 
@@ -191,12 +189,9 @@ def maxpool_case(shape, kernel, stride, pad):
                   lambda x: _F().max_pool2d(x, kernel, stride, pad))
 
 
-def global_avgpool_case(shape, layout="NCHW"):
-    to_layout = converter(layout)
-    return OpCase(f"global_avgpool-{shape}-{layout}", normal(*shape),
-                  lambda x: ops.global_avgpool_forward(to_layout(x), layout=layout),
-                  lambda dout, cache: to_layout(ops.global_avgpool_backward(dout, cache)),
-                  lambda x: x.mean(dim=(2, 3)))
+def global_avgpool_case(shape):
+    return OpCase(f"global_avgpool-{shape}", normal(*shape), ops.global_avgpool_forward,
+                  ops.global_avgpool_backward, lambda x: x.mean(dim=(2, 3)))
 
 
 def linear_case(n, d, m, bias=True):
@@ -236,11 +231,9 @@ CASES = [
     *conv_cases((2, 5, 4, 4), (3, 5, 2, 2), stride=2, pad=0),
     *conv_cases((2, 5, 4, 4), (3, 5, 2, 2), stride=1, pad=0),
     batchnorm_case((4, 5, 7, 9), train=True),
-    batchnorm_case((4, 5, 7, 9), train=True, layout="CNHW"),
     batchnorm_case((1, 3, 4, 5), train=True),
     batchnorm_case((6, 5), train=True),
     batchnorm_case((4, 5, 7, 9), train=False),
-    batchnorm_case((4, 5, 7, 9), train=False, layout="CNHW"),
     batchnorm_case((1, 3, 4, 5), train=False),
     batchnorm_relu_case((4, 5, 7, 9), train=True),
     batchnorm_relu_case((2, 3, 4, 5), train=True),
@@ -254,12 +247,13 @@ CASES = [
     avgpool_case((2, 3, 7, 9), 2, 2),
     avgpool_case((1, 2, 7, 9), 3, 2),
     avgpool_case((1, 2, 5, 6), 3, 1),
+    avgpool_case((3, 2, 8, 8), 2, 2, tier=fast),
+    avgpool_case((2, 3, 7, 9), 3, 2, tier=fast),
     maxpool_case((2, 3, 8, 8), 3, 2, 1),
     maxpool_case((1, 2, 7, 9), 3, 2, 1),
     maxpool_case((1, 2, 7, 9), 2, 2, 0),
     maxpool_case((2, 2, 9, 7), 3, 1, 1),
     global_avgpool_case((2, 3, 7, 9)),
-    global_avgpool_case((2, 3, 7, 9), layout="CNHW"),
     global_avgpool_case((1, 4, 1, 1)),
     linear_case(5, 7, 3),
     linear_case(1, 6, 4),

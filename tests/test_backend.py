@@ -104,3 +104,52 @@ def test_round_trip_through_the_gpu():
     assert np.array_equal(backend.to_numpy(g), a)
     with pytest.raises(ValueError, match="mix of NumPy"):
         backend.get_array_module(a, g)
+
+
+@pytest.fixture
+def fresh_thread_setting(monkeypatch):
+    """Forget the thread setting before the test (it is read from the environment again) and after it."""
+    monkeypatch.delenv(backend.THREADS_ENV_VAR, raising=False)
+    backend.set_cpu_threads(None)
+    yield
+    monkeypatch.delenv(backend.THREADS_ENV_VAR, raising=False)
+    backend.set_cpu_threads(None)
+
+
+def test_cpu_threads_default_to_the_available_cores(fresh_thread_setting):
+    assert backend.cpu_threads() == backend.available_cores() >= 1
+
+
+def test_the_threads_variable_is_read_once(fresh_thread_setting, monkeypatch):
+    monkeypatch.setenv(backend.THREADS_ENV_VAR, "3")
+    assert backend.cpu_threads() == 3
+    monkeypatch.setenv(backend.THREADS_ENV_VAR, "5")            # too late: the setting was made
+    assert backend.cpu_threads() == 3
+    backend.set_cpu_threads(None)                                # forget it: the variable is read again
+    assert backend.cpu_threads() == 5
+
+
+def test_set_cpu_threads_and_using_cpu_threads(fresh_thread_setting):
+    previous = backend.set_cpu_threads(2)
+    assert previous == backend.available_cores() and backend.cpu_threads() == 2
+    with backend.using_cpu_threads(1):
+        assert backend.cpu_threads() == 1
+    assert backend.cpu_threads() == 2
+    with pytest.raises(RuntimeError), backend.using_cpu_threads(4):
+        raise RuntimeError("a failing block still restores the setting")
+    assert backend.cpu_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_thread_counts_are_refused(bad, fresh_thread_setting):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        backend.set_cpu_threads(bad)
+
+
+def test_a_bad_threads_variable_is_reported(fresh_thread_setting, monkeypatch):
+    monkeypatch.setenv(backend.THREADS_ENV_VAR, "zero")
+    with pytest.raises(ValueError, match="SCRATCHNET_THREADS='zero' must be a positive integer"):
+        backend.cpu_threads()
+    monkeypatch.setenv(backend.THREADS_ENV_VAR, "0")
+    with pytest.raises(ValueError, match="SCRATCHNET_THREADS='0' must be a positive integer"):
+        backend.cpu_threads()

@@ -1,31 +1,31 @@
 """DenseNet: published parameter counts, torchvision's state-dict names, and the whole
-network against a PyTorch DenseNet in float64 (logits, every gradient, running statistics)."""
+network against a PyTorch DenseNet in float64 (logits, every gradient, running statistics),
+for the textbook DenseNet and the memory-efficient one alike."""
 import re
 
 import numpy as np
 import pytest
 
+from pytorch_parity import WITH_REFERENCE, network_against_pytorch
 from scratchnet import ops
-from scratchnet.backend import to_device, to_numpy
+from scratchnet.backend import to_device
 from scratchnet.gradcheck import check_module_directional, norm_rel_error
 from scratchnet.models import densenet121, densenet169, densenet201, densenet_cifar
 
-torch = pytest.importorskip("torch")
-from scratchnet.torch_reference import torch_densenet121, torch_densenet_cifar  # noqa: E402
 
-
+@pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])
 @pytest.mark.parametrize("build, expected", [
-    (lambda: densenet_cifar(40, 12, bc=False), 1_019_722),              # DenseNet (L=40, k=12)
-    (lambda: densenet_cifar(100, 12), 769_162),                         # DenseNet-BC (L=100, k=12), C10
-    (lambda: densenet_cifar(100, 12, num_classes=100), 800_032),        # the same on C100
-    (lambda: densenet_cifar(250, 24), 15_324_406),                      # DenseNet-BC (L=250, k=24)
-    (lambda: densenet_cifar(190, 40), 25_624_430),                      # DenseNet-BC (L=190, k=40)
+    (lambda **kw: densenet_cifar(40, 12, bc=False, **kw), 1_019_722),          # DenseNet (L=40, k=12)
+    (lambda **kw: densenet_cifar(100, 12, **kw), 769_162),                     # DenseNet-BC (L=100, k=12), C10
+    (lambda **kw: densenet_cifar(100, 12, num_classes=100, **kw), 800_032),    # the same on C100
+    (lambda **kw: densenet_cifar(250, 24, **kw), 15_324_406),                  # DenseNet-BC (L=250, k=24)
+    (lambda **kw: densenet_cifar(190, 40, **kw), 25_624_430),                  # DenseNet-BC (L=190, k=40)
     (densenet121, 7_978_856),
     (densenet169, 14_149_480),
     (densenet201, 20_013_928),
 ], ids=["DenseNet-40-12", "BC-100-12", "BC-100-12-C100", "BC-250-24", "BC-190-40", "121", "169", "201"])
-def test_parameter_counts_are_the_published_ones(build, expected):
-    assert build().num_parameters() == expected
+def test_parameter_counts_are_the_published_ones(build, expected, memory_efficient):
+    assert build(memory_efficient=memory_efficient).num_parameters() == expected
 
 
 def test_a_depth_that_does_not_fit_names_the_nearest_valid_ones():
@@ -53,6 +53,14 @@ def test_structure_of_a_bc_layer_and_of_a_basic_layer():
     assert list(dropped.features.transition1._modules) == ["norm", "relu", "conv", "drop", "pool"]
 
 
+def test_the_memory_efficient_model_has_the_textbook_names_with_relu_fused_into_norm():
+    textbook, efficient = densenet_cifar(16, 6, dropout=0.2), densenet_cifar(16, 6, dropout=0.2, memory_efficient=True)
+    assert list(efficient.state_dict()) == list(textbook.state_dict())
+    assert list(efficient.features.denseblock1.denselayer1._modules) == [
+        "norm1", "conv1", "drop1", "norm2", "conv2", "drop2"]
+    assert list(efficient.features.transition1._modules) == ["norm", "conv", "drop", "pool"]
+
+
 def test_initialisation_is_torchvisions():
     model = densenet_cifar(40, 12, seed=3)
     conv = model.features.denseblock3.denselayer6.conv2.weight.data   # fan_in = 48 * 9
@@ -63,70 +71,26 @@ def test_initialisation_is_torchvisions():
     assert np.abs(model.classifier.weight.data).max() <= bound
 
 
-def pairs(ours, theirs):
-    return [(name, ours[name], value) for name, value in theirs.items()]
-
-
-def copy_from_torch(model, reference):
-    """Load a PyTorch model's state dict as torchvision users would: arrays from .numpy()."""
-    model.load_state_dict({name: value.detach().numpy() for name, value in reference.state_dict().items()})
-
-
-def compare(ours, theirs, what, tolerance=1e-9):
+@pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])
+@pytest.mark.parametrize("name", WITH_REFERENCE)
+def test_whole_network_matches_pytorch_in_train_then_eval_mode(name, memory_efficient, device, torch):
     # Measured at each tensor's scale: through dozens of layers (and batch norm over
     # few values) float64 rounding grows to ~1e-10 of the largest entry, which is a
     # large part of an entry a million times smaller.
-    error = norm_rel_error(to_numpy(ours), theirs.detach().numpy())
+    triples = network_against_pytorch(name, device, memory_efficient)
+    assert any("num_batches_tracked" in what for what, _, _ in triples)     # compared too: exactly 1, then 1
+    for what, ours, theirs in triples:
+        error = norm_rel_error(ours, theirs)
+        assert error < 1e-9, f"{what}: relative error {error:.2e}"
+
+
+def compare(ours, theirs, what, tolerance=1e-9):
+    error = norm_rel_error(ours, theirs.detach().numpy())
     assert error < tolerance, f"{what}: relative error {error:.2e}"
 
 
-CONFIGS = {
-    "BC-16-6": (lambda: densenet_cifar(16, 6, dtype=np.float64), lambda: torch_densenet_cifar(16, 6, True), 16),
-    "DenseNet-10-4": (lambda: densenet_cifar(10, 4, bc=False, dtype=np.float64),
-                      lambda: torch_densenet_cifar(10, 4, False), 16),
-    "DenseNet-121": (lambda: densenet121(num_classes=7, dtype=np.float64), lambda: torch_densenet121(7), 64),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_whole_network_matches_pytorch_in_train_then_eval_mode(name, device):
-    build, build_reference, size = CONFIGS[name]
-    torch.manual_seed(0)
-    reference = build_reference().double()
-    model = build()
-    assert set(model.state_dict()) == set(reference.state_dict())
-    copy_from_torch(model, reference)
-    model.to(device)
-    rng = np.random.default_rng(0)
-
-    for mode in ("train", "eval"):
-        model.train(mode == "train")
-        reference.train(mode == "train")
-        x = rng.standard_normal((3, 3, size, size))
-        dlogits = rng.standard_normal((3, reference.classifier.out_features))
-
-        model.zero_grad()
-        logits = model(to_device(x, device))
-        dx = model.backward(to_device(dlogits, device))
-        reference.zero_grad()
-        x_tensor = torch.tensor(x, requires_grad=True)
-        expected = reference(x_tensor)
-        expected.backward(torch.tensor(dlogits))
-
-        compare(logits, expected, f"{mode} logits")
-        compare(dx, x_tensor.grad, f"{mode} input gradient")
-        params = dict(model.named_parameters())
-        for pname, param in reference.named_parameters():
-            compare(params[pname].grad, param.grad, f"{mode} gradient of {pname}")
-        buffers = dict(model.named_buffers())
-        for bname, buffer in reference.named_buffers():
-            if bname.endswith("num_batches_tracked"):
-                assert int(buffers[bname]) == int(buffer) == 1, bname
-            else:
-                compare(buffers[bname], buffer, f"{mode} {bname}")
-
-
-def test_state_dict_round_trips_into_pytorch():
+def test_state_dict_round_trips_into_pytorch(torch):
+    from scratchnet.bench.torch_reference import torch_densenet_cifar
     model = densenet_cifar(16, 6, dtype=np.float64, seed=5)
     reference = torch_densenet_cifar(16, 6, True).double()
     reference.load_state_dict({name: torch.from_numpy(value.copy()) for name, value in model.state_dict().items()})
@@ -139,6 +103,9 @@ def test_state_dict_round_trips_into_pytorch():
 def test_load_state_dict_rejects_bad_keys_and_shapes():
     model = densenet_cifar(10, 4)
     state = {name: np.array(value) for name, value in model.state_dict().items()}
+    before = {name: value.copy() for name, value in state.items()}
+    for value in state.values():
+        value += 1                          # every value a loaded model would differ in
     missing = dict(state)
     del missing["features.norm5.running_var"]
     with pytest.raises(ValueError, match=r"1 missing key\(s\): features.norm5.running_var"):
@@ -148,8 +115,8 @@ def test_load_state_dict_rejects_bad_keys_and_shapes():
     wrong = {**state, "classifier.weight": np.zeros((10, 5))}
     with pytest.raises(ValueError, match=re.escape("classifier.weight has shape (10, 5) but the model expects (10, 9)")):
         model.load_state_dict(wrong)
-    before = model.classifier.weight.data.copy()
-    assert np.array_equal(model.classifier.weight.data, before)   # nothing half-loaded
+    for name, value in model.state_dict().items():                 # nothing half-loaded
+        assert np.array_equal(value, before[name]), name
 
 
 def test_load_state_dict_copies_values_in_place_and_keeps_dtype():
@@ -160,9 +127,11 @@ def test_load_state_dict_copies_values_in_place_and_keeps_dtype():
     assert model.classifier.weight.data is weight and weight.dtype == np.float32 and (weight == 0.5).all()
 
 
+@pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_directional_gradient_check_of_the_whole_network(dropout, device):
-    model = densenet_cifar(10, 4, dropout=dropout, dtype=np.float64, seed=1).to(device)
+def test_directional_gradient_check_of_the_whole_network(dropout, memory_efficient, device):
+    model = densenet_cifar(10, 4, dropout=dropout, dtype=np.float64, seed=1, memory_efficient=memory_efficient)
+    model.to(device)
     x = to_device(np.random.default_rng(2).standard_normal((2, 3, 8, 8)), device)
     error, numeric, analytic = check_module_directional(model, x)
     assert error < 1e-7, f"numerical {numeric!r} vs analytic {analytic!r}"

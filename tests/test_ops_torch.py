@@ -1,4 +1,4 @@
-"""Every op against PyTorch autograd: forward output and every gradient.
+"""Every op of both tiers against PyTorch autograd: forward output and every gradient.
 
 float64 must agree to a relative error below 1e-9 element by element
 (``rel_error``); float32 below 1e-4 relative to the tensor's scale
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from op_cases import CASES
+from pytorch_parity import MEASURE, TOLERANCE, op_against_pytorch
 from scratchnet import ops
 from scratchnet.backend import default_rng, to_device, to_numpy
-from scratchnet.gradcheck import norm_rel_error, rel_error
 
 torch = pytest.importorskip("torch")
 
@@ -23,11 +23,8 @@ def assert_close(ours, theirs, dtype, what):
     theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
     assert ours.dtype == np.dtype(dtype), f"{what}: dtype {ours.dtype}, expected {dtype}"
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs PyTorch's {theirs.shape}"
-    if dtype == "float64":
-        error, tolerance = rel_error(ours, theirs), 1e-9
-    else:
-        error, tolerance = norm_rel_error(ours, theirs), 1e-4
-    assert error < tolerance, f"{what}: relative error {error:.2e} against PyTorch"
+    error = MEASURE[dtype](ours, theirs)
+    assert error < TOLERANCE[dtype], f"{what}: relative error {error:.2e} against PyTorch"
 
 
 def random_like(rng, shape, dtype):
@@ -37,20 +34,8 @@ def random_like(rng, shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_forward_and_gradients_match_pytorch(case, dtype, device, rng):
-    arrays = [a.astype(dtype) for a in case.inputs(rng)]
-    out, cache = case.forward(*[to_device(a, device) for a in arrays])
-    dout = random_like(rng, np.shape(out), dtype)
-    grads = case.backward(to_device(dout, device), cache)
-    if not isinstance(grads, (tuple, list)):   # ops with one input return a bare gradient
-        grads = [grads]
-
-    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-    expected = case.reference(*tensors)
-    expected.backward(torch.tensor(dout))
-
-    assert_close(out, expected, dtype, "output")
-    for i, (grad, tensor) in enumerate(zip(grads, tensors)):
-        assert_close(grad, tensor.grad, dtype, f"gradient of input {i}")
+    for what, ours, theirs in op_against_pytorch(case, dtype, rng, device):
+        assert_close(ours, theirs, dtype, what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

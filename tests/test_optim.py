@@ -6,8 +6,6 @@ from scratchnet.backend import to_device, to_numpy
 from scratchnet.nn import Parameter
 from scratchnet.optim import SGD, cosine_lr, step_lr
 
-torch = pytest.importorskip("torch")
-
 SETTINGS = {
     "plain": dict(lr=0.1),
     "momentum": dict(lr=0.1, momentum=0.9),
@@ -18,7 +16,7 @@ SETTINGS = {
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(SETTINGS))
-def test_sgd_follows_torch_optim_sgd(name, dtype):
+def test_sgd_follows_torch_optim_sgd(name, dtype, torch):
     settings = SETTINGS[name]
     rng = np.random.default_rng(0)
     shapes = [(4, 3, 3, 3), (7,), (2, 5)]
@@ -97,7 +95,7 @@ def test_bad_settings_are_refused():
 
 
 @pytest.mark.parametrize("epochs", [300, 40, 7])
-def test_step_schedule_matches_multistep_lr(epochs):
+def test_step_schedule_matches_multistep_lr(epochs, torch):
     param = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.SGD([param], lr=0.1)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2, epochs * 3 // 4], gamma=0.1)
@@ -109,7 +107,7 @@ def test_step_schedule_matches_multistep_lr(epochs):
     assert np.isclose(step_lr(225, 0.1, 300), 0.001)
 
 
-def test_cosine_schedule_matches_cosine_annealing_lr():
+def test_cosine_schedule_matches_cosine_annealing_lr(torch):
     param = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.SGD([param], lr=0.1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)

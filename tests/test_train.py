@@ -14,6 +14,7 @@ import pytest
 from cifar_fixtures import make_cifar_folder, publish
 from scratchnet import backend
 from scratchnet import train as train_module
+from scratchnet import trainer
 from scratchnet.checkpoint import generator_state, load_checkpoint, restore_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +41,36 @@ def without_timing(metrics):
     return [{key: value for key, value in m.items() if key not in TIMING} for m in metrics]
 
 
-def test_help_explains_the_flags():
+def test_help_explains_the_flags_and_their_defaults():
     result = subprocess.run([sys.executable, "-m", "scratchnet.train", "--help"], capture_output=True, text=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0
     for flag in ("--k", "--depth", "--no-bc", "--theta", "--dropout", "--schedule", "--resume", "--limit-train",
-                 "--eval-only", "--no-augment", "--device", "--seed", "--data-dir", "--out"):
+                 "--eval-only", "--no-augment", "--device", "--seed", "--data-dir", "--out", "--no-memory-efficient"):
         assert flag in result.stdout
+    help_text = " ".join(result.stdout.split())
+    for default in ("(default: 40)", "(default: 12)", "(default: 300)", "(default: 64)", "(default: 0.1)",
+                    "(default: 0.9)", "(default: 0.0001)", "(default: step)", "50% and 75%"):
+        assert default in help_text
+
+
+def test_given_flags_are_told_from_defaults_without_argparse_internals():
+    args = train_module.build_parser().parse_args(["--k", "12", "--no-bc", "--resume"])
+    assert {key: value for key, value in vars(args).items() if key not in ("resume", "eval_only")} == {
+        "k": 12, "bc": False}                       # --k 12 is the default, but it was given
+    assert args.resume and args.eval_only is None
+
+
+def test_missing_training_extras_are_reported_when_the_command_runs_not_at_import(tmp_path):
+    code = ("import sys; sys.modules['tqdm'] = None\n"
+            "import scratchnet.train\n"            # importing must work (no sys.exit at import)
+            "print('imported')\n"
+            "sys.exit(scratchnet.train.main(['--dataset', 'synthetic', '--out', sys.argv[1]]))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.startswith("imported") and result.returncode == 2
+    assert "tqdm, which is not installed" in result.stderr and "pip install 'scratchnet[train]'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
 def test_a_run_writes_metrics_curves_config_and_a_checkpoint(data_dir, tmp_path):
@@ -71,7 +95,7 @@ def test_a_run_writes_metrics_curves_config_and_a_checkpoint(data_dir, tmp_path)
 def interrupt_at_training_step(monkeypatch, step):
     """Send ourselves a real SIGINT while training step ``step`` (counting from 1) is being prepared."""
     calls = {"n": 0}
-    original = train_module.prepare_batch
+    original = trainer.prepare_batch
 
     def prepare_batch(images, labels, data, device, augment_rng=None):
         calls["n"] += augment_rng is not None
@@ -79,7 +103,7 @@ def interrupt_at_training_step(monkeypatch, step):
             signal.raise_signal(signal.SIGINT)
         return original(images, labels, data, device, augment_rng)
 
-    monkeypatch.setattr(train_module, "prepare_batch", prepare_batch)
+    monkeypatch.setattr(trainer, "prepare_batch", prepare_batch)
 
 
 @pytest.mark.parametrize("stop_at_step", [3, 9])   # 7 steps an epoch: inside epoch 1, inside epoch 2
@@ -123,7 +147,7 @@ def test_ctrl_c_in_a_real_process_saves_and_exits_cleanly(data_dir, tmp_path):
 def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     calls = {"n": 0}
-    original = train_module.prepare_batch
+    original = trainer.prepare_batch
 
     def poisoned(images, labels, data, device, augment_rng=None):
         x, y = original(images, labels, data, device, augment_rng)
@@ -132,7 +156,7 @@ def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_d
             x = x * np.nan
         return x, y
 
-    monkeypatch.setattr(train_module, "prepare_batch", poisoned)
+    monkeypatch.setattr(trainer, "prepare_batch", poisoned)
     assert train_module.main(tiny_run(data_dir, out)) == 1
     message = capsys.readouterr().err
     assert "the training loss became nan at epoch 2, step 3 of 7" in message

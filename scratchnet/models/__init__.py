@@ -1,6 +1,13 @@
-"""Models built from scratchnet.nn: DenseNet and DenseNet-BC for CIFAR and ImageNet."""
-from .densenet import (DenseBlock, DenseLayer, DenseNet, LayerFactory, Transition, densenet121, densenet169,
-                       densenet201, densenet264, densenet_cifar, valid_cifar_depths)
+"""Models built from scratchnet.nn: DenseNet and DenseNet-BC for CIFAR and ImageNet.
 
-__all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "LayerFactory", "densenet_cifar", "valid_cifar_depths",
-           "densenet121", "densenet169", "densenet201", "densenet264"]
+``densenet.py`` is the textbook DenseNet; ``efficient_densenet.py`` the memory-efficient one from
+the fast tier (same modules and names); ``configs.py`` the named configurations.
+"""
+from .configs import (densenet121, densenet169, densenet201, densenet264, densenet_cifar, layer_factory,
+                      valid_cifar_depths)
+from .densenet import DenseBlock, DenseLayer, DenseNet, LayerFactory, Transition, dense_layer_modules
+from .efficient_densenet import FastLayerFactory, SharedBufferDenseBlock, SharedBufferDenseLayer
+
+__all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "LayerFactory", "dense_layer_modules",
+           "FastLayerFactory", "SharedBufferDenseBlock", "SharedBufferDenseLayer", "layer_factory",
+           "densenet_cifar", "valid_cifar_depths", "densenet121", "densenet169", "densenet201", "densenet264"]

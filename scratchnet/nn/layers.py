@@ -44,14 +44,12 @@ class _CachingLayer(Module):
 class Conv2d(_CachingLayer):
     """2-D convolution. weight: (out_channels, in_channels, k, k), bias: (out_channels,) or none.
 
-    x: (N, in_channels, H, W) -> (N, out_channels, H_out, W_out); channel-major (C, N, H, W)
-    with layout="CNHW". method: how the op turns the convolution into GEMM ("auto", "im2col", "kn2row").
+    x: (N, in_channels, H, W) -> (N, out_channels, H_out, W_out).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=np.float32, rng=None, layout="NCHW", method="auto"):
+                 dtype=np.float32, rng=None):
         super().__init__()
-        self.layout, self.method = layout, method
         rng = rng if rng is not None else np.random.default_rng()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -61,17 +59,21 @@ class Conv2d(_CachingLayer):
         self.bias = Parameter(_uniform(rng, (out_channels,), bound, dtype)) if bias else None
 
     def forward(self, x):
-        bias = self.bias.data if self.bias is not None else None
-        out, self._cache = ops.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.layout,
-                                              self.method)
+        out, self._cache = ops.conv2d_forward(x, self.weight.data, self._bias_data(), self.stride, self.padding)
         return out
 
     def backward(self, dout):
         dx, dw, db = ops.conv2d_backward(dout, self._take_cache())
+        self._accumulate_grads(dw, db)
+        return dx
+
+    def _bias_data(self):
+        return self.bias.data if self.bias is not None else None
+
+    def _accumulate_grads(self, dw, db):
         self.weight.accumulate_grad(dw)
         if self.bias is not None:
             self.bias.accumulate_grad(db)
-        return dx
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -82,12 +84,11 @@ class BatchNorm2d(_CachingLayer):
     """Batch norm over channels with learned scale (weight) and shift (bias), PyTorch's names.
 
     Buffers: running_mean, running_var (C,) and num_batches_tracked (a 0-d int64 count).
-    x: (N, C, H, W) or (N, C), or (C, N, H, W) with layout="CNHW" -> same shape.
+    x: (N, C, H, W) or (N, C) -> same shape.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32, layout="NCHW"):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
-        self.layout = layout
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.weight = Parameter(np.ones(num_features, dtype=dtype))
         self.bias = Parameter(np.zeros(num_features, dtype=dtype))
@@ -99,53 +100,20 @@ class BatchNorm2d(_CachingLayer):
         if self.training:
             self.num_batches_tracked += 1
         out, self._cache = ops.batchnorm_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                 self.running_var, self.training, self.momentum, self.eps,
-                                                 self.layout)
+                                                 self.running_var, self.training, self.momentum, self.eps)
         return out
 
     def backward(self, dout):
         dx, dgamma, dbeta = ops.batchnorm_backward(dout, self._take_cache())
+        self._accumulate_grads(dgamma, dbeta)
+        return dx
+
+    def _accumulate_grads(self, dgamma, dbeta):
         self.weight.accumulate_grad(dgamma)
         self.bias.accumulate_grad(dbeta)
-        return dx
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
-
-
-class BatchNormReLU2d(BatchNorm2d):
-    """BatchNorm2d followed by ReLU, as one fused op (channel-major layout only).
-
-    Same parameters, buffers and state-dict names as BatchNorm2d, so it can stand in
-    for a torchvision ``normX`` + ``reluX`` pair. ``forward(x, out)`` can write into a
-    shared buffer; ``recompute()`` rewrites that output bit for bit if the buffer was
-    reused in the meantime, without touching the running statistics.
-    """
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
-        super().__init__(num_features, eps, momentum, dtype, layout="CNHW")
-
-    def forward(self, x, out=None, stats=None):
-        """stats: x's batch (mean, var), if already known (``ops.batch_statistics``)."""
-        if self.training:
-            self.num_batches_tracked += 1
-        y, self._cache = ops.batchnorm_relu_forward(x, self.weight.data, self.bias.data, self.running_mean,
-                                                    self.running_var, self.training, self.momentum, self.eps, out,
-                                                    stats)
-        return y
-
-    def recompute(self):
-        if self._cache is None:
-            raise RuntimeError("BatchNormReLU2d.recompute called without a forward pass before it")
-        return ops.batchnorm_relu_recompute(self._cache)
-
-    def backward(self, dout, split=False):
-        """-> dx; with split=True, (part, b, c) where dx = part + b * x + c per channel
-        (``ops.batchnorm_relu_backward``), for callers that add many b * x + c at once."""
-        dx, *rest, dgamma, dbeta = ops.batchnorm_relu_backward(dout, self._take_cache(), split)
-        self.weight.accumulate_grad(dgamma)
-        self.bias.accumulate_grad(dbeta)
-        return (dx, *rest) if split else dx
 
 
 class ReLU(_CachingLayer):
@@ -209,14 +177,10 @@ class MaxPool2d(_CachingLayer):
 
 
 class GlobalAvgPool2d(_CachingLayer):
-    """(N, C, H, W) (or (C, N, H, W) with layout="CNHW") -> (N, C): each channel's mean, for the classifier."""
-
-    def __init__(self, layout="NCHW"):
-        super().__init__()
-        self.layout = layout
+    """(N, C, H, W) -> (N, C): each channel's mean, for the classifier."""
 
     def forward(self, x):
-        out, self._cache = ops.global_avgpool_forward(x, self.layout)
+        out, self._cache = ops.global_avgpool_forward(x)
         return out
 
     def backward(self, dout):

@@ -61,10 +61,42 @@ def check_dout(op, dout, shape):
         raise ValueError(f"{op}: dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 
 
-LAYOUTS = ("NCHW", "CNHW")
+def check_conv_arguments(op, x, w, b, stride, pad, x_layout="(N, C, H, W)", channel_axis=1):
+    """Check a convolution's inputs: x 4-D in ``x_layout``, w (F, C, kh, kw) matching x, b (F,) or None.
+
+    -> the array module. Raises a ValueError naming the op and the shapes.
+    """
+    xp = array_module(op, x, w, b)
+    check_ndim(op, "x", x, 4, x_layout)
+    check_ndim(op, "w", w, 4, "(F, C, kh, kw)")
+    check_float(op, x=x, w=w, b=b)
+    check_int(op, "stride", stride, 1)
+    check_int(op, "pad", pad, 0)
+    check_channels(op, "x", x.shape[channel_axis], "w", w.shape, w.shape[1])
+    F, _, kh, kw = w.shape
+    if b is not None and tuple(b.shape) != (F,):
+        raise ValueError(f"{op}: b must have shape ({F},) to match w of shape {tuple(w.shape)}, got {tuple(b.shape)}")
+    output_size(op, x.shape[2], kh, stride, pad, "height")
+    output_size(op, x.shape[3], kw, stride, pad, "width")
+    return xp
 
 
-def check_layout(op, layout):
-    """Require one of the two layouts: PyTorch's (N, C, H, W) or channel-major (C, N, H, W)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"{op}: layout must be 'NCHW' or 'CNHW', got {layout!r}")
+def check_batchnorm_arguments(op, x, channels, train, gamma, beta, running_mean, running_var):
+    """Check batch norm's inputs for x with ``channels`` channels: every per-channel array (C,),
+    one dtype, both running buffers or neither, more than one value per channel to train on,
+    running statistics to evaluate with. -> the array module.
+    """
+    xp = array_module(op, x, gamma, beta, running_mean, running_var)
+    check_float(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    per_channel = dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    for name, v in per_channel.items():
+        if v is not None and tuple(v.shape) != (channels,):
+            raise ValueError(f"{op}: {name} must have shape ({channels},) for x of shape {tuple(x.shape)}, "
+                             f"got {tuple(v.shape)}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
+    if train and x.size // channels < 2:
+        raise ValueError(f"{op}: training needs more than one value per channel, got x of shape {tuple(x.shape)}")
+    if not train and running_mean is None:
+        raise ValueError(f"{op}: eval mode (train=False) needs running_mean and running_var")
+    return xp

@@ -1,12 +1,19 @@
 """ReLU: out = max(x, 0)."""
+from typing import NamedTuple
+
 from ._checks import array_module, check_dout
 
 
+class ReLUCache(NamedTuple):
+    """What ``relu_backward`` needs: where the input was positive."""
+    positive: object    # bool array shaped like x: x > 0
+
+
 def relu_forward(x):
-    """x: any shape -> out: same shape, cache (the mask x > 0) for ``relu_backward``."""
+    """x: any shape -> out: same shape, cache: a ReLUCache(positive) for ``relu_backward``."""
     xp = array_module("relu", x)
     # maximum (not where) lets a NaN through, as torch.relu does, so a diverging run is noticed.
-    return xp.maximum(x, 0), x > 0
+    return xp.maximum(x, 0), ReLUCache(x > 0)
 
 
 def relu_backward(dout, cache):
@@ -14,7 +21,7 @@ def relu_backward(dout, cache):
 
     At x == 0 the gradient is taken as 0, as PyTorch does.
     """
-    mask = cache
-    array_module("relu_backward", dout, mask)
-    check_dout("relu_backward", dout, mask.shape)
-    return dout * mask      # multiplying by the boolean mask is ~8x faster than np.where(mask, dout, 0)
+    (positive,) = cache
+    array_module("relu_backward", dout, positive)
+    check_dout("relu_backward", dout, positive.shape)
+    return dout * positive      # multiplying by the mask: one pass, where np.where(mask, dout, 0) takes several

@@ -1,11 +1,21 @@
 """Concatenation along an axis (the channel axis, in a dense block) and its split-shaped backward."""
+from typing import NamedTuple
+
 from ._checks import array_module, check_dout, check_float
+
+
+class ConcatCache(NamedTuple):
+    """What ``concat_backward`` needs: where each input's slice of the output starts and ends."""
+    sizes: list         # each input's length along the axis
+    axis: int
+    out_shape: tuple
 
 
 def concat_forward(xs, axis=1):
     """Join arrays that agree in every dimension but ``axis``.
 
-    xs: list of arrays, e.g. (N, C_i, H, W) -> out: (N, sum of C_i, H, W), cache for ``concat_backward``.
+    xs: list of arrays, e.g. (N, C_i, H, W) -> out: (N, sum of C_i, H, W),
+    cache: a ConcatCache(sizes, axis, out_shape) for ``concat_backward``.
     """
     op = "concat"
     if isinstance(xs, (str, bytes)) or not hasattr(xs, "__len__") or len(xs) == 0:
@@ -26,7 +36,7 @@ def concat_forward(xs, axis=1):
             )
     out = xp.concatenate(xs, axis=axis)
     sizes = [x.shape[axis] for x in xs]
-    return out, (sizes, axis, out.shape)
+    return out, ConcatCache(sizes, axis, tuple(out.shape))
 
 
 def concat_backward(dout, cache):

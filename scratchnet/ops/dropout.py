@@ -3,17 +3,26 @@
 Scaling at training time keeps the expected output equal to x, so at test time
 dropout is simply the identity.
 """
+from typing import NamedTuple
+
 from ..backend import get_array_module
 from ._checks import array_module, check_dout, check_float
 
 
+class DropoutCache(NamedTuple):
+    """What ``dropout_backward`` needs: which values were kept, and their scale."""
+    keep: object        # bool array shaped like x, or None where nothing was dropped (eval mode, p = 0)
+    scale: float        # 1 / (1 - p) (0 for p = 1)
+    x_shape: tuple
+
+
 def dropout_forward(x, p, train, rng):
-    """x: any shape -> out: same shape, cache for ``dropout_backward``.
+    """x: any shape -> out: same shape, cache: a DropoutCache(keep, scale, x_shape).
 
     p: probability of zeroing a value, 0 <= p <= 1. train=False (or p == 0) is the identity.
     rng: a NumPy or CuPy Generator (``backend.default_rng(seed)``). The same seed gives the
     same mask; a NumPy generator gives the same mask on the CPU and the GPU (drawn on the
-    host and copied over), a CuPy one draws on the GPU (faster, but other masks).
+    host and copied over), a CuPy one draws on the GPU (no copy, but other masks).
     """
     op = "dropout"
     xp = array_module(op, x)
@@ -21,13 +30,13 @@ def dropout_forward(x, p, train, rng):
     if not 0 <= p <= 1:
         raise ValueError(f"{op}: p must lie in [0, 1], got {p}")
     if not train or p == 0:
-        return x, (None, 1.0, x.shape)
+        return x, DropoutCache(None, 1.0, tuple(x.shape))
     draws = rng.random(x.shape, dtype=x.dtype)
     if get_array_module(draws) is not xp:           # a NumPy generator driving a GPU array
         draws = xp.asarray(draws)
     keep = draws >= p
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    return x * keep * scale, (keep, scale, x.shape)
+    return x * keep * scale, DropoutCache(keep, scale, tuple(x.shape))
 
 
 def dropout_backward(dout, cache):

@@ -1,9 +1,18 @@
 """Fully connected layer: out = x @ w.T + b, with PyTorch's (out_features, in_features) weight."""
+from typing import NamedTuple
+
 from ._checks import array_module, check_channels, check_dout, check_float, check_ndim
 
 
+class LinearCache(NamedTuple):
+    """What ``linear_backward`` needs from the forward pass."""
+    x: object           # (N, D)
+    w: object           # (M, D)
+    has_bias: bool
+
+
 def linear_forward(x, w, b=None):
-    """x: (N, D), w: (M, D), b: (M,) or None -> out: (N, M), cache for ``linear_backward``."""
+    """x: (N, D), w: (M, D), b: (M,) or None -> out: (N, M), cache: a LinearCache(x, w, has_bias)."""
     op = "linear"
     array_module(op, x, w, b)
     check_ndim(op, "x", x, 2, "(N, D)")
@@ -15,7 +24,7 @@ def linear_forward(x, w, b=None):
     out = x @ w.T
     if b is not None:
         out += b
-    return out, (x, w, b is not None)
+    return out, LinearCache(x, w, b is not None)
 
 
 def linear_backward(dout, cache):

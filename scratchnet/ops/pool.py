@@ -1,20 +1,13 @@
 """Average pooling, max pooling and global average pooling.
 
-The windowed pools act on the last two (spatial) axes only, so they work the
-same for (N, C, H, W) and channel-major (C, N, H, W) arrays; global average
-pooling takes a ``layout`` to know which axis holds the channels.
-
-Like im2col, the windowed pools loop over the kernel offsets (i, j): for one
-offset, the pixel each output position sees forms one strided slice of the
-(padded) input, so each offset costs one vectorised array operation.
+Like im2col, the windowed pools loop over the kernel offsets (i, j): for one offset, the pixel
+each output position sees forms one strided slice of the (padded) input (``conv.offset_slice``),
+so each offset costs one vectorised array operation.
 """
-from ..backend import parallel_slices
-from ._checks import array_module, check_dout, check_float, check_int, check_layout, check_ndim, output_size
+from typing import NamedTuple
 
-
-def _window_slice(i, j, stride, out_h, out_w):
-    # The input pixels that kernel offset (i, j) contributes to each of the out_h x out_w outputs.
-    return (slice(None), slice(None), slice(i, i + stride * out_h, stride), slice(j, j + stride * out_w, stride))
+from ._checks import array_module, check_dout, check_float, check_int, check_ndim, output_size
+from .conv import offset_slice
 
 
 def _pool_shape(op, x, kernel, stride, pad):
@@ -28,23 +21,27 @@ def _pool_shape(op, x, kernel, stride, pad):
     return N, C, output_size(op, H, kernel, stride, pad, "height"), output_size(op, W, kernel, stride, pad, "width")
 
 
+class AvgPoolCache(NamedTuple):
+    """What ``avgpool_backward`` needs: no values, only where they came from."""
+    x_shape: tuple      # (N, C, H, W)
+    kernel: int
+    stride: int
+
+
 def avgpool_forward(x, kernel=2, stride=2):
     """Mean over each kernel x kernel window (no padding, PyTorch's floor mode).
 
-    x: (N, C, H, W) -> out: (N, C, (H - kernel) // stride + 1, (W - kernel) // stride + 1), cache.
+    x: (N, C, H, W) -> out: (N, C, (H - kernel) // stride + 1, (W - kernel) // stride + 1),
+    cache: an AvgPoolCache(x_shape, kernel, stride).
     """
     xp = array_module("avgpool", x)
     N, C, out_h, out_w = _pool_shape("avgpool", x, kernel, stride, 0)
     out = xp.zeros((N, C, out_h, out_w), dtype=x.dtype)
-
-    def pool(rows):                              # rows of the first axis: the CPU cores share them
-        for i in range(kernel):
-            for j in range(kernel):
-                out[rows] += x[rows][_window_slice(i, j, stride, out_h, out_w)]
-        out[rows] /= kernel * kernel
-
-    parallel_slices(pool, N, xp, x.size)
-    return out, (x.shape, kernel, stride)
+    for i in range(kernel):
+        for j in range(kernel):
+            out += x[offset_slice(i, j, stride, out_h, out_w)]
+    out /= kernel * kernel
+    return out, AvgPoolCache(tuple(x.shape), kernel, stride)
 
 
 def avgpool_backward(dout, cache):
@@ -55,24 +52,31 @@ def avgpool_backward(dout, cache):
     x_shape, kernel, stride = cache
     xp = array_module("avgpool_backward", dout)
     N, C, H, W = x_shape
-    out_h, out_w = (H - kernel) // stride + 1, (W - kernel) // stride + 1
+    out_h = output_size("avgpool_backward", H, kernel, stride, 0, "height")
+    out_w = output_size("avgpool_backward", W, kernel, stride, 0, "width")
     check_dout("avgpool_backward", dout, (N, C, out_h, out_w))
     share = dout / (kernel * kernel)
     dx = xp.zeros(x_shape, dtype=dout.dtype)
-
-    def spread(rows):                            # rows of the first axis: the CPU cores share them
-        for i in range(kernel):
-            for j in range(kernel):
-                dx[rows][_window_slice(i, j, stride, out_h, out_w)] += share[rows]
-
-    parallel_slices(spread, N, xp, dx.size)
+    for i in range(kernel):
+        for j in range(kernel):
+            dx[offset_slice(i, j, stride, out_h, out_w)] += share
     return dx
+
+
+class MaxPoolCache(NamedTuple):
+    """What ``maxpool_backward`` needs: which input pixel won each window."""
+    x_shape: tuple      # (N, C, H, W)
+    winner: object      # (N, C, out_h, out_w) int32: the winning offset i * kernel + j of each window
+    kernel: int
+    stride: int
+    pad: int
 
 
 def maxpool_forward(x, kernel=3, stride=2, pad=1):
     """Maximum over each kernel x kernel window; padding never wins (it is -inf).
 
-    x: (N, C, H, W) -> out: (N, C, (H + 2*pad - kernel) // stride + 1, likewise for W), cache.
+    x: (N, C, H, W) -> out: (N, C, (H + 2*pad - kernel) // stride + 1, likewise for W),
+    cache: a MaxPoolCache(x_shape, winner, kernel, stride, pad).
     """
     op = "maxpool"
     xp = array_module(op, x)
@@ -80,16 +84,16 @@ def maxpool_forward(x, kernel=3, stride=2, pad=1):
     if 2 * pad > kernel:
         raise ValueError(f"{op}: pad {pad} must be at most half the kernel {kernel}, as in PyTorch")
     x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-xp.inf) if pad else x
-    out = x_pad[_window_slice(0, 0, stride, out_h, out_w)].copy()
-    winner = xp.zeros(out.shape, dtype=xp.int32)   # which offset i*kernel + j holds the max
+    out = x_pad[offset_slice(0, 0, stride, out_h, out_w)].copy()
+    winner = xp.zeros(out.shape, dtype=xp.int32)
     for i in range(kernel):
         for j in range(kernel):
-            window = x_pad[_window_slice(i, j, stride, out_h, out_w)]
+            window = x_pad[offset_slice(i, j, stride, out_h, out_w)]
             # Strictly greater keeps the first maximum, as PyTorch does; a NaN always wins.
             better = (window > out) | xp.isnan(window)
             out = xp.where(better, window, out)
             winner = xp.where(better, i * kernel + j, winner)
-    return out, (x.shape, winner, kernel, stride, pad)
+    return out, MaxPoolCache(tuple(x.shape), winner, kernel, stride, pad)
 
 
 def maxpool_backward(dout, cache):
@@ -105,33 +109,36 @@ def maxpool_backward(dout, cache):
     dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dout.dtype)
     for i in range(kernel):
         for j in range(kernel):
-            dx_pad[_window_slice(i, j, stride, out_h, out_w)] += dout * (winner == i * kernel + j)
+            dx_pad[offset_slice(i, j, stride, out_h, out_w)] += dout * (winner == i * kernel + j)
     return xp.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W])
 
 
-def global_avgpool_forward(x, layout="NCHW"):
+class GlobalAvgPoolCache(NamedTuple):
+    """What ``global_avgpool_backward`` needs."""
+    x_shape: tuple      # (N, C, H, W)
+
+
+def global_avgpool_forward(x):
     """Mean over all pixels of each channel.
 
-    x: (N, C, H, W), or (C, N, H, W) with layout="CNHW" -> out: (N, C) either way, cache.
+    x: (N, C, H, W) -> out: (N, C), cache: a GlobalAvgPoolCache(x_shape).
     """
     op = "global_avgpool"
     array_module(op, x)
-    check_layout(op, layout)
-    check_ndim(op, "x", x, 4, "(N, C, H, W)" if layout == "NCHW" else "(C, N, H, W)")
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
     check_float(op, x=x)
-    out = x.mean(axis=(2, 3))
-    return (out if layout == "NCHW" else out.T), (x.shape, layout)
+    return x.mean(axis=(2, 3)), GlobalAvgPoolCache(tuple(x.shape))
 
 
 def global_avgpool_backward(dout, cache):
     """Every pixel of a channel gets an equal share of that channel's gradient.
 
-    dout: (N, C) -> dx: shaped like x.
+    dout: (N, C) -> dx: (N, C, H, W).
     """
-    x_shape, layout = cache
+    (x_shape,) = cache
     xp = array_module("global_avgpool_backward", dout)
-    H, W = x_shape[2:]
-    check_dout("global_avgpool_backward", dout, x_shape[:2] if layout == "NCHW" else x_shape[1::-1])
+    N, C, H, W = x_shape
+    check_dout("global_avgpool_backward", dout, (N, C))
     dx = xp.empty(x_shape, dtype=dout.dtype)
-    dx[...] = (dout / (H * W) if layout == "NCHW" else dout.T / (H * W))[:, :, None, None]
+    dx[...] = (dout / (H * W))[:, :, None, None]
     return dx

@@ -1,26 +1,26 @@
-"""Batch norm followed by ReLU, fused: the same result as ``batchnorm_forward`` then ``relu_forward``
-(to rounding) in a third of the passes over memory.
+"""Batch norm followed by ReLU, fused: ``ops.batchnorm_forward`` then ``ops.relu_forward`` (to rounding)
+in a third of the passes over memory.
 
-NumPy runs each ``a * b`` as one pass over memory that writes a new array, and
-allocating that array costs about as much again; an unfused batch norm makes
-a dozen such passes. Here the normalisation is folded into one per-channel
-``y = relu(x * scale + shift)`` written into one output array (``out=``), and
-the variance comes from a row-wise dot product (``_row_dots``), which NumPy's
-``einsum`` computes without a temporary.
+NumPy runs each ``a * b`` as one pass over memory that writes a new array, and allocating
+that array costs about as much again; the textbook batch norm makes a dozen such passes.
+Here the normalisation is folded into one per-channel ``y = relu(x * scale + shift)``
+written into one output array (``out=``), and the variance comes from a row-wise dot
+product (``_row_dots``) instead of a squared copy of x.
 
-The cache keeps x and the per-channel statistics, not x_hat: backward
-recomputes x_hat (one cheap pass) instead of holding another array of x's size.
-It also keeps y, the output; if y lives in a buffer that is reused (the
-memory-efficient DenseNet does this), ``batchnorm_relu_recompute(cache)``
-rewrites it bit for bit before backward needs it.
+The cache keeps x and the per-channel statistics, not x_hat: backward recomputes what it
+needs from x instead of holding another array of x's size. It also keeps y, the output; if y
+lives in a buffer that is reused (the memory-efficient DenseNet does this),
+``batchnorm_relu_recompute(cache)`` rewrites it bit for bit before backward needs it.
 
-Arrays are channel-major: x is (C, ...) — (C, N, H, W) in scratchnet's fast layout.
-Batch norm never mixes channels, so on the CPU each core takes its own channels
-(``backend.parallel_slices``), with the same result as one core.
+Arrays are channel-major: x is (C, ...), (C, N, H, W) in the fast tier. Batch norm never
+mixes channels, so on the CPU each core takes its own channels (``parallel_slices``),
+with the same result as one core.
 """
-from ..backend import parallel_slices
-from ._checks import array_module, check_dout, check_float
-from .norm import update_running_statistics
+from typing import NamedTuple
+
+from ..ops._checks import array_module, check_batchnorm_arguments, check_dout
+from ..ops.norm import update_running_statistics
+from .threads import parallel_slices
 
 
 def _rows(a):
@@ -28,16 +28,21 @@ def _rows(a):
     return a.reshape(a.shape[0], -1)
 
 
-def _row_dots(xp, a, b):
-    """(C, m), (C, m) -> (C,): the dot product of each row of a with the same row of b.
+def _row_dots_numpy(xp, a, b):
+    # einsum multiplies and sums in one pass, without a temporary array.
+    return xp.einsum("ij,ij->i", a, b)
 
-    NumPy's einsum multiplies and sums without a temporary array. CuPy's einsum is Python
-    code whose bookkeeping costs far more than the arithmetic (40 ms of a 155 ms DenseNet-BC
-    step on an H100, profiled), so on the GPU a product and a sum, two kernels, do it.
-    """
-    if xp.__name__ == "numpy":
-        return xp.einsum("ij,ij->i", a, b)
+
+def _row_dots_cupy(xp, a, b):
+    # CuPy's einsum is Python code whose bookkeeping costs far more than the arithmetic
+    # (docs/benchmarks.md): a product and a sum, two kernels, do it.
     return (a * b).sum(axis=1)
+
+
+def _row_dots(xp, a, b):
+    """(C, m), (C, m) -> (C,): the dot product of each row of a with the same row of b."""
+    body = _row_dots_numpy if xp.__name__ == "numpy" else _row_dots_cupy
+    return body(xp, a, b)
 
 
 def batch_statistics(x):
@@ -46,7 +51,7 @@ def batch_statistics(x):
     x: (C, N, H, W) (any (C, ...)) -> mean, var: (C,). A dense block computes these once
     per feature map and hands them to every layer that normalises it (``stats=``).
     """
-    xp = array_module("batch_statistics", x)
+    xp = check_batchnorm_arguments("batch_statistics", x, x.shape[0], True, None, None, None, None)
     X = _rows(x)
     C, m = X.shape
     mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
@@ -60,6 +65,22 @@ def batch_statistics(x):
     return mean, var
 
 
+class BatchNormReLUCache(NamedTuple):
+    """What the backward (and ``batchnorm_relu_recompute``) needs from the forward pass.
+
+    ``x`` is the input itself and ``y`` the output array itself (views, not copies): x must
+    be unchanged when backward runs, and y too, or be rewritten by ``batchnorm_relu_recompute``.
+    """
+    x: object           # (C, ...)
+    y: object           # like x: the output array (``out=`` where one was given)
+    mean: object        # (C,): the batch's mean (train) or running_mean (eval)
+    inv_std: object     # (C,): 1 / sqrt(var + eps)
+    gamma: object       # (C,)
+    scale: object       # (C,): gamma * inv_std, so that y = relu(x * scale + shift)
+    shift: object       # (C,): beta - mean * scale
+    train: bool
+
+
 def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, train, momentum=0.1, eps=1e-5, out=None,
                            stats=None):
     """y = relu(gamma * (x - mean) / sqrt(var + eps) + beta), batch norm with PyTorch's semantics.
@@ -68,35 +89,24 @@ def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, train, mom
     (running buffers updated in place in train mode; pass None for both to skip that).
     out: a contiguous array shaped like x to write y into (e.g. a shared scratch buffer).
     stats: in train mode, x's (mean, var) from ``batch_statistics`` if already known.
-    -> y, cache for ``batchnorm_relu_backward``.
+    -> y, cache: a BatchNormReLUCache for ``batchnorm_relu_backward``.
     """
     op = "batchnorm_relu"
-    xp = array_module(op, x, gamma, beta, running_mean, running_var, out)
-    check_float(op, x=x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
-    C = x.shape[0]
-    for name, v in dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var).items():
-        if v is not None and v.shape != (C,):
-            raise ValueError(f"{op}: {name} must have shape ({C},) for channel-major x of shape {tuple(x.shape)}, "
-                             f"got {tuple(v.shape)}")
+    xp = check_batchnorm_arguments(op, x, x.shape[0], train, gamma, beta, running_mean, running_var)
     if out is None:
         out = xp.empty(x.shape, dtype=x.dtype)          # C order, so that rows of out are views
     elif out.shape != x.shape or not out.flags.c_contiguous:
         raise ValueError(f"{op}: out must be a contiguous array of shape {tuple(x.shape)}")
-    m = x.size // C
     if train:
-        if m < 2:
-            raise ValueError(f"{op}: training needs more than one value per channel, got x of shape {tuple(x.shape)}")
         mean, var = stats if stats is not None else batch_statistics(x)
         if running_mean is not None:
-            update_running_statistics(running_mean, running_var, mean, var, m, momentum)
+            update_running_statistics(running_mean, running_var, mean, var, x.size // x.shape[0], momentum)
     else:
-        if running_mean is None:
-            raise ValueError(f"{op}: eval mode (train=False) needs running_mean and running_var")
         mean, var = running_mean, running_var
     inv_std = 1 / xp.sqrt(var + eps)
     scale = gamma * inv_std                    # y = relu(x * scale + shift): one multiply, one add
     shift = beta - mean * scale
-    cache = (x, out, mean, inv_std, gamma, scale, shift, train)
+    cache = BatchNormReLUCache(x, out, mean, inv_std, gamma, scale, shift, train)
     return batchnorm_relu_recompute(cache), cache
 
 
@@ -106,20 +116,38 @@ def batchnorm_relu_recompute(cache):
     The forward pass uses this too, so calling it again later (when y's memory was
     reused in the meantime) rewrites y bit for bit; running statistics are not touched.
     """
-    x, y, _, _, _, scale, shift, _ = cache
-    xp = array_module("batchnorm_relu_recompute", x)
-    X, Y = _rows(x), _rows(y)
+    X, Y = _rows(cache.x), _rows(cache.y)
+    scale, shift = cache.scale, cache.shift
+    xp = array_module("batchnorm_relu_recompute", cache.x, cache.y)
 
     def normalise(c):                          # channels c only
         xp.multiply(X[c], scale[c, None], out=Y[c])
         Y[c] += shift[c, None]
         xp.maximum(Y[c], 0, out=Y[c])
 
-    parallel_slices(normalise, x.shape[0], xp, x.size)
-    return y
+    parallel_slices(normalise, X.shape[0], xp, X.size)
+    return cache.y
 
 
-def batchnorm_relu_backward(dout, cache, split=False):
+class BatchNormReLUGradParts(NamedTuple):
+    """The gradient of the fused op, with dx in parts: ``dx = partial_dx + x_coef * x + offset`` per channel.
+
+    A dense block whose layers all normalise the same feature maps adds the sum of their
+    x_coef * x + offset once per map, instead of once per layer.
+    """
+    partial_dx: object  # like x
+    x_coef: object      # (C,)
+    offset: object      # (C,)
+    dgamma: object      # (C,)
+    dbeta: object       # (C,)
+
+
+def batchnorm_relu_backward_parts(dout, cache):
+    """dout: like x -> BatchNormReLUGradParts(partial_dx, x_coef, offset, dgamma, dbeta); dout is not changed."""
+    return _backward(dout, cache, add_x_terms=False)
+
+
+def batchnorm_relu_backward(dout, cache):
     """dout: like x -> dx: like x, dgamma: (C,), dbeta: (C,).
 
     The ReLU passes dout where y > 0 (dz below); batch norm's closed form then gives
@@ -128,17 +156,18 @@ def batchnorm_relu_backward(dout, cache, split=False):
     With x_hat = (x - mean) * inv_std this is, per channel, a * dz + b * x + c for
     three numbers a, b, c, which is how it is computed: x_hat is never formed, and
     sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). dout is not changed.
-
-    split=True returns (a * dz, b, c, dgamma, dbeta) instead, leaving ``b * x + c`` to
-    the caller: a dense block whose layers all normalise the same feature maps adds
-    the sum of their b's and c's once, instead of once per layer.
     """
+    dx, _, _, dgamma, dbeta = _backward(dout, cache, add_x_terms=True)
+    return dx, dgamma, dbeta
+
+
+def _backward(dout, cache, add_x_terms):
+    """Both backward functions: with add_x_terms, partial_dx is dx itself (x_coef * x + offset added)."""
     x, y, mean, inv_std, gamma, scale, _, train = cache
     xp = array_module("batchnorm_relu_backward", dout, x)
     check_dout("batchnorm_relu_backward", dout, x.shape)
-    C = x.shape[0]
     X, Y, D = _rows(x), _rows(y), _rows(dout)
-    m = X.shape[1]
+    C, m = X.shape
     dx = xp.empty_like(X)
     dgamma, dbeta = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
     b, c = xp.zeros(C, dtype=x.dtype), xp.zeros(C, dtype=x.dtype)
@@ -152,11 +181,9 @@ def batchnorm_relu_backward(dout, cache, split=False):
         if train:
             b[rows] = -scale[rows] * inv_std[rows] * dgamma[rows] / m      # the x_hat term, per unit of x
             c[rows] = -scale[rows] * dbeta[rows] / m - b[rows] * mean[rows]  # the mean(dz) term, and b's offset
-            if not split:
+            if add_x_terms:
                 dz += X[rows] * b[rows, None]
                 dz += c[rows, None]
 
     parallel_slices(backward, C, xp, x.size)
-    if split:
-        return dx.reshape(x.shape), b, c, dgamma, dbeta
-    return dx.reshape(x.shape), dgamma, dbeta
+    return BatchNormReLUGradParts(dx.reshape(x.shape), b, c, dgamma, dbeta)

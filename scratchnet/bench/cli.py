@@ -1,0 +1,85 @@
+"""The command line of the benchmark: ``python -m scratchnet.bench``."""
+import argparse
+import json
+
+from ..backend import GPUUnavailableError, array_module_for
+from .memory import measure_peak_memory, run_memory
+from .profile import run_profile
+from .speed import MODES, run_ablation, run_speed
+
+TORCH_INSTALL_HINT = ("pip install 'scratchnet[bench]' (from a checkout: pip install -e \".[bench]\"; on a machine "
+                      "without a GPU, pip install torch==2.13.0 first, or PyPI's default build brings gigabytes of "
+                      "CUDA libraries)")
+
+
+class TorchUnavailableError(RuntimeError):
+    """The benchmark compares against PyTorch, and PyTorch cannot be imported."""
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise TorchUnavailableError(f"this benchmark times PyTorch beside scratchnet, and PyTorch is not installed "
+                                    f"({e}): {TORCH_INSTALL_HINT}. (--profile needs no PyTorch.)") from None
+    return torch
+
+
+def check_gpu_for_both():
+    """Both frameworks must reach a GPU: say which cannot, before anything is built."""
+    array_module_for("gpu")
+    torch = require_torch()
+    if not torch.cuda.is_available():
+        raise GPUUnavailableError(f"PyTorch {torch.__version__} sees no CUDA device (a CPU-only build?): the GPU "
+                                  "benchmark needs a CUDA build of PyTorch (https://pytorch.org/get-started/)")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m scratchnet.bench",
+                                description="Benchmark a DenseNet-BC training step against PyTorch's, side by side.")
+    p.add_argument("--depth", type=int, default=40, help="DenseNet-BC depth L (default: %(default)s)")
+    p.add_argument("--k", type=int, default=12, help="growth rate (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=64, help="images per training step (default: %(default)s)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: scratchnet on CuPy against PyTorch on CUDA (default: %(default)s)")
+    p.add_argument("--mode", dest="modes", action="append", choices=MODES,
+                   help="scratchnet's DenseNet(s) to time: efficient (the memory-efficient one, from the fast tier) "
+                        "or textbook (scratchnet.ops only); repeat the flag for both (default: efficient)")
+    p.add_argument("--repeats", type=int, default=7, help="alternating timing rounds (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=2, help="training steps per round (default: %(default)s)")
+    p.add_argument("--memory", action="store_true", help="measure peak memory against depth instead of speed")
+    p.add_argument("--ablation", action="store_true",
+                   help="time the textbook implementation and each optimisation added to it in turn")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile scratchnet's steps (no PyTorch) and print where the time goes")
+    p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190],
+                   help="depths for --memory (default: 40 100 190)")
+    p.add_argument("--plot", default=None,
+                   help="with --memory: save a plot of memory against depth to this file (needs matplotlib)")
+    p.add_argument("--peak-memory-of", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
+    args.modes = args.modes or ["efficient"]
+    needs_torch = not args.profile and not (args.peak_memory_of or "").startswith("scratchnet:")
+    try:
+        if needs_torch:
+            require_torch()
+        if args.device == "gpu" and not args.peak_memory_of:   # (the measuring subprocesses were checked by their parent)
+            check_gpu_for_both()
+    except (TorchUnavailableError, GPUUnavailableError) as e:
+        p.error(str(e))
+    if args.peak_memory_of:
+        print(json.dumps({"peak_mib": measure_peak_memory(args)}))
+    elif args.memory:
+        run_memory(args)
+    elif args.ablation:
+        run_ablation(args)
+    elif args.profile:
+        run_profile(args)
+    else:
+        run_speed(args)
+    return 0

@@ -1,0 +1,183 @@
+"""The convolution of ``ops.conv2d_forward``, faster: channel-major arrays, and kn2row.
+
+**Channel-major layout.** Arrays are (C, N, H, W) instead of PyTorch's (N, C, H, W). The
+column matrix of im2col then needs no transposes on the way in or out: a product
+(F, C*kh*kw) @ (C*kh*kw, N*out_h*out_w) is already (F, N, out_h, out_w). A 1x1 convolution
+with stride 1 needs no im2col at all: its column matrix is x itself, seen as (C, N*H*W).
+
+**kn2row.** im2col copies the input kh*kw times and then multiplies. kn2row multiplies first:
+every kernel offset (i, j) turns the whole input into a partial output ``w[:, :, i, j] @ x``
+(one product for all offsets at once), and the kh*kw partial outputs are added, each shifted
+by its offset; zero padding just drops what is shifted off the edge. The *output* is inflated
+kh*kw times instead of the input, so kn2row copies less when there are fewer filters than input
+channels (F < C), as in a dense layer's 3x3 convolution (4k channels in, k out), and it keeps
+only x (not a column matrix kh*kw times larger) for the backward pass.
+
+Both give ``ops.conv2d_forward``'s result (tests/test_fast.py compares them).
+"""
+from typing import NamedTuple
+
+from ..ops import col2im, im2col
+from ..ops._checks import array_module, check_conv_arguments, check_dout, output_size
+from .threads import parallel_slices
+
+METHODS = ("auto", "im2col", "kn2row")
+
+
+def choose_method(w_shape, stride):
+    """"kn2row" where it copies less (stride 1, a kernel larger than 1x1, fewer filters than channels), else "im2col"."""
+    F, C, kh, kw = w_shape
+    return "kn2row" if stride == 1 and kh * kw > 1 and F < C else "im2col"
+
+
+def _is_pointwise(kh, kw, stride, pad):
+    # A 1x1 convolution with stride 1 and no padding: its column matrix is x itself.
+    return kh == kw == 1 and stride == 1 and pad == 0
+
+
+def _swap_batch_and_channels(a):
+    # (N, C, H, W) <-> (C, N, H, W), as a view: the textbook's im2col and col2im work on (N, C, H, W).
+    return a.transpose(1, 0, 2, 3)
+
+
+class FastConvCache(NamedTuple):
+    """What ``conv2d_backward`` needs from the forward pass.
+
+    ``saved`` is the column matrix (C*kh*kw, N*out_h*out_w) for im2col, and for kn2row and
+    for a 1x1 convolution x itself, seen as (C, N*H*W): a view, not a copy. Whoever calls
+    ``conv2d_backward`` must then make sure x still holds the values it had in the forward pass
+    (the memory-efficient dense block recomputes the scratch array it shares before that).
+    """
+    method: str         # "im2col" or "kn2row"
+    saved: object
+    w: object           # (F, C, kh, kw)
+    has_bias: bool
+    stride: int
+    pad: int
+    x_shape: tuple      # (C, N, H, W)
+
+
+def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
+    """``ops.conv2d_forward`` on channel-major arrays, by im2col or kn2row.
+
+    x: (C, N, H, W), w: (F, C, kh, kw), b: (F,) or None
+    -> out: (F, N, out_h, out_w), cache: a FastConvCache.
+    method: "im2col", "kn2row" (stride 1 only) or "auto" (``choose_method``: the one that copies less).
+    """
+    op = "conv2d"
+    xp = check_conv_arguments(op, x, w, b, stride, pad, "(C, N, H, W)", channel_axis=0)
+    C, N, H, W = x.shape
+    F, _, kh, kw = w.shape
+    out_h = output_size(op, H, kh, stride, pad, "height")
+    out_w = output_size(op, W, kw, stride, pad, "width")
+    if method == "auto":
+        method = choose_method(w.shape, stride)
+    if method not in METHODS or (method == "kn2row" and stride != 1):
+        raise ValueError(f"{op}: method must be 'auto', 'im2col' or (for stride 1) 'kn2row', got {method!r}")
+    if method == "kn2row":
+        saved = x.reshape(C, N * H * W)
+        out = _kn2row_forward(xp, saved, w, pad, (C, N, H, W), out_h, out_w)
+    else:
+        if _is_pointwise(kh, kw, stride, pad):
+            saved = x.reshape(C, N * H * W)
+        else:
+            saved = im2col(_swap_batch_and_channels(x), kh, kw, stride, pad)
+        out = (w.reshape(F, -1) @ saved).reshape(F, N, out_h, out_w)
+    if b is not None:
+        out += b[:, None, None, None]
+    return out, FastConvCache(method, saved, w, b is not None, stride, pad, tuple(x.shape))
+
+
+def _kn2row_weights(w):
+    """(F, C, kh, kw) -> (kh*kw*F, C): one row per kernel offset and filter."""
+    F, C, kh, kw = w.shape
+    return w.transpose(2, 3, 0, 1).reshape(kh * kw * F, C)
+
+
+def _kn2row_shift(dy, dx, H, W, out_h, out_w):
+    """For kernel offset (dy, dx) relative to the padding: which outputs read which input pixels.
+
+    Output (y, x) reads input (y + dy, x + dx); pixels outside the input are the zero
+    padding and contribute nothing, so only the overlapping rectangle is kept.
+    -> (target, source): index tuples over the last two axes of the output and of the input.
+    """
+    y0, y1 = max(0, -dy), min(out_h, H - dy)
+    x0, x1 = max(0, -dx), min(out_w, W - dx)
+    return ((Ellipsis, slice(y0, y1), slice(x0, x1)),
+            (Ellipsis, slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx)))
+
+
+def _kn2row_forward(xp, x_rows, w, pad, x_shape, out_h, out_w):
+    """x_rows: (C, N*H*W) -> out: (F, N, out_h, out_w)."""
+    C, N, H, W = x_shape
+    F, _, kh, kw = w.shape
+    # One product for all kernel offsets: rows (i, j, f) of the weights times every input pixel.
+    partial = (_kn2row_weights(w) @ x_rows).reshape(kh, kw, F, N, H, W)
+    out = xp.zeros((F, N, out_h, out_w), dtype=x_rows.dtype)
+
+    def shift_and_add(f):                       # output channels f only, so the cores can share the work
+        for i in range(kh):
+            for j in range(kw):
+                target, source = _kn2row_shift(i - pad, j - pad, H, W, out_h, out_w)
+                out[f][target] += partial[i, j, f][source]
+
+    parallel_slices(shift_and_add, F, xp, partial.size)
+    return out
+
+
+def _zero_outside(block, rows, cols):
+    """Zero the last two axes of ``block`` outside the rectangle rows x cols."""
+    block[..., :rows.start, :] = 0
+    block[..., rows.stop:, :] = 0
+    block[..., :, :cols.start] = 0
+    block[..., :, cols.stop:] = 0
+
+
+def _kn2row_backward(xp, dout, x_rows, w, pad, x_shape):
+    """dout: (F, N, out_h, out_w), x_rows: (C, N*H*W) -> dx: (C, N, H, W), dw: (F, C, kh, kw)."""
+    C, N, H, W = x_shape
+    F, _, kh, kw = w.shape
+    out_h, out_w = dout.shape[2:]
+    # Each partial output (i, j) was read shifted by (i, j): its gradient is dout shifted back,
+    # and 0 where the shift reached into the padding.
+    dpartial = xp.empty((kh, kw, F, N, H, W), dtype=dout.dtype)
+
+    def shift_back(f):                          # output channels f only, so the cores can share the work
+        for i in range(kh):
+            for j in range(kw):
+                target, source = _kn2row_shift(i - pad, j - pad, H, W, out_h, out_w)
+                block = dpartial[i, j, f]
+                block[source] = dout[f][target]
+                _zero_outside(block, source[-2], source[-1])
+
+    parallel_slices(shift_back, F, xp, dpartial.size)
+    dpartial = dpartial.reshape(kh * kw * F, N * H * W)
+    dw = (dpartial @ x_rows.T).reshape(kh, kw, F, C).transpose(2, 3, 0, 1)
+    dx = (_kn2row_weights(w).T @ dpartial).reshape(C, N, H, W)
+    return dx, xp.ascontiguousarray(dw)
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of ``conv2d_forward``.
+
+    dout: (F, N, out_h, out_w) -> dx: (C, N, H, W), dw: (F, C, kh, kw), db: (F,) or None.
+    """
+    method, saved, w, has_bias, stride, pad, x_shape = cache
+    xp = array_module("conv2d_backward", dout, w)
+    C, N, H, W = x_shape
+    F, _, kh, kw = w.shape
+    out_h = output_size("conv2d_backward", H, kh, stride, pad, "height")
+    out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
+    check_dout("conv2d_backward", dout, (F, N, out_h, out_w))
+    db = dout.sum(axis=(1, 2, 3)) if has_bias else None
+    if method == "kn2row":
+        dx, dw = _kn2row_backward(xp, dout, saved, w, pad, x_shape)
+        return dx, dw, db
+    dout_rows = dout.reshape(F, N * out_h * out_w)
+    dw = (dout_rows @ saved.T).reshape(w.shape)
+    dcol = w.reshape(F, -1).T @ dout_rows                       # (C*kh*kw, N*out_h*out_w)
+    if _is_pointwise(kh, kw, stride, pad):
+        dx = dcol.reshape(C, N, H, W)
+    else:
+        dx = xp.ascontiguousarray(_swap_batch_and_channels(col2im(dcol, (N, C, H, W), kh, kw, stride, pad)))
+    return dx, dw, db

@@ -1,0 +1,78 @@
+"""The paper's DenseNets by name: the CIFAR family (depth L, growth rate k) and DenseNet-121/169/201/264.
+
+``memory_efficient`` chooses the tier the layers come from: False, the textbook DenseNet
+(``densenet.LayerFactory``: ``scratchnet.ops`` through ``scratchnet.nn``); True, the
+memory-efficient one (``efficient_densenet.FastLayerFactory``: ``scratchnet.fast``, shared
+buffers). Both have the same parameters, state-dict names and, to rounding, the same outputs
+and gradients.
+"""
+import numpy as np
+
+from .densenet import DenseNet, LayerFactory
+from .efficient_densenet import FastLayerFactory
+
+
+def layer_factory(memory_efficient):
+    """The factory class of the tier: FastLayerFactory if memory_efficient, else the textbook LayerFactory."""
+    return FastLayerFactory if memory_efficient else LayerFactory
+
+
+def valid_cifar_depths(bc, near, count=2):
+    """The depths closest to ``near`` that densenet_cifar accepts (4 + 6n for BC, 4 + 3n for basic)."""
+    step = 6 if bc else 3
+    n = max(1, round((near - 4) / step))
+    candidates = sorted({4 + step * max(1, n + offset) for offset in (-1, 0, 1)}, key=lambda d: (abs(d - near), d))
+    return sorted(candidates[:count])
+
+
+def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes=10, dtype=np.float32, seed=0,
+                   memory_efficient=False, layers=None):
+    """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
+
+    bc=True (DenseNet-BC): (depth - 4) / 6 bottleneck layers per block, a stem of 2k channels,
+    compression theta (default 0.5). bc=False (DenseNet): (depth - 4) / 3 plain layers per block,
+    a stem of 16 channels, theta default 1 (no compression).
+    layers: a layer factory class to use instead of the one memory_efficient chooses, e.g.
+    ``functools.partial(FastLayerFactory, shared_buffers=False)`` (``bench --ablation`` does this).
+    """
+    step = 6 if bc else 3
+    if depth < 4 + step or (depth - 4) % step:
+        kind = "DenseNet-BC" if bc else "DenseNet"
+        nearest = " or ".join(str(d) for d in valid_cifar_depths(bc, depth))
+        raise ValueError(f"depth {depth} does not fit {kind}: (depth - 4) must be a positive multiple of {step}; "
+                         f"the nearest valid depths are {nearest}")
+    n = (depth - 4) // step
+    if theta is None:
+        theta = 0.5 if bc else 1.0
+    if not 0 < theta <= 1:
+        raise ValueError(f"theta (compression) must lie in (0, 1], got {theta}")
+    return DenseNet(growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bc else 16,
+                    bn_size=4 if bc else None, compression=theta, drop_rate=dropout, num_classes=num_classes,
+                    stem="cifar", dtype=dtype, seed=seed, layers=layers or layer_factory(memory_efficient))
+
+
+def _imagenet_densenet(block_config, num_classes, memory_efficient, options):
+    return DenseNet(32, block_config, num_classes=num_classes, layers=layer_factory(memory_efficient), **options)
+
+
+def densenet121(num_classes=1000, memory_efficient=False, **options):
+    """DenseNet-121 for ImageNet-sized inputs: k = 32, blocks of (6, 12, 24, 16) layers.
+
+    options: DenseNet's dtype, seed, drop_rate.
+    """
+    return _imagenet_densenet((6, 12, 24, 16), num_classes, memory_efficient, options)
+
+
+def densenet169(num_classes=1000, memory_efficient=False, **options):
+    """DenseNet-169: k = 32, blocks of (6, 12, 32, 32) layers; options as densenet121's."""
+    return _imagenet_densenet((6, 12, 32, 32), num_classes, memory_efficient, options)
+
+
+def densenet201(num_classes=1000, memory_efficient=False, **options):
+    """DenseNet-201: k = 32, blocks of (6, 12, 48, 32) layers; options as densenet121's."""
+    return _imagenet_densenet((6, 12, 48, 32), num_classes, memory_efficient, options)
+
+
+def densenet264(num_classes=1000, memory_efficient=False, **options):
+    """DenseNet-264: k = 32, blocks of (6, 12, 64, 48) layers; options as densenet121's."""
+    return _imagenet_densenet((6, 12, 64, 48), num_classes, memory_efficient, options)

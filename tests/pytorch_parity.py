@@ -1,0 +1,101 @@
+"""Comparisons with PyTorch that the tests assert on and tests/parity_report.py tabulates.
+
+Each function runs scratchnet and PyTorch on the same inputs and returns what to compare,
+as ``(what, ours, theirs)`` triples of host arrays; the tests require each error to be
+below a tolerance, the report prints the worst.
+"""
+import numpy as np
+
+from scratchnet.backend import to_device, to_numpy
+from scratchnet.gradcheck import norm_rel_error, rel_error
+from scratchnet.models import densenet121, densenet_cifar
+
+# float64 agrees element by element (CS231n's rel_error); float32 at the tensors' scale,
+# since element-wise float32 errors of values near zero are rounding noise.
+MEASURE = {"float64": rel_error, "float32": norm_rel_error}
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+
+
+def op_against_pytorch(case, dtype, rng, device="cpu"):
+    """One op case (tests/op_cases.py): the output and every input gradient for a random dout."""
+    import torch
+    arrays = [a.astype(dtype) for a in case.inputs(rng)]
+    out, cache = case.forward(*[to_device(a, device) for a in arrays])
+    dout = np.asarray(rng.standard_normal(np.shape(out)), dtype=dtype)
+    grads = case.backward(to_device(dout, device), cache)
+    if not isinstance(grads, (tuple, list)):   # ops with one input return a bare gradient
+        grads = [grads]
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = case.reference(*tensors)
+    expected.backward(torch.tensor(dout))
+    triples = [("output", out, expected)] + [(f"gradient of input {i}", grad, tensor.grad)
+                                             for i, (grad, tensor) in enumerate(zip(grads, tensors))]
+    return [(what, to_numpy(ours), theirs.detach().numpy()) for what, ours, theirs in triples]
+
+
+def _torch_densenet_cifar(depth, k, bc):
+    from scratchnet.bench.torch_reference import torch_densenet_cifar
+    return torch_densenet_cifar(depth, k, bc)
+
+
+def _torch_densenet121(num_classes):
+    from scratchnet.bench.torch_reference import torch_densenet121
+    return torch_densenet121(num_classes)
+
+
+# name -> (build(**options), build the PyTorch reference or None, image size), all float64.
+NETWORKS = {
+    "BC-16-6": (lambda **kw: densenet_cifar(16, 6, dtype=np.float64, **kw),
+                lambda: _torch_densenet_cifar(16, 6, True), 16),
+    "BC-16-6-dropout": (lambda **kw: densenet_cifar(16, 6, dropout=0.2, dtype=np.float64, **kw), None, 16),
+    "DenseNet-10-4": (lambda **kw: densenet_cifar(10, 4, bc=False, dtype=np.float64, **kw),
+                      lambda: _torch_densenet_cifar(10, 4, False), 16),
+    "DenseNet-121": (lambda **kw: densenet121(num_classes=7, dtype=np.float64, **kw), lambda: _torch_densenet121(7),
+                     64),
+}
+WITH_REFERENCE = sorted(name for name, (_, reference, _) in NETWORKS.items() if reference is not None)
+
+
+def copy_from_torch(model, reference):
+    """Load a PyTorch model's state dict as torchvision users would: arrays from .numpy()."""
+    model.load_state_dict({name: value.detach().numpy() for name, value in reference.state_dict().items()})
+
+
+def run_step(model, x, dlogits, train):
+    """One forward and backward in the given mode -> logits, dx, {name: grad}, {name: buffer}, on the host."""
+    model.train(train)
+    model.zero_grad()
+    logits = model(x)
+    dx = model.backward(dlogits)
+    grads = {name: to_numpy(p.grad) for name, p in model.named_parameters()}
+    buffers = {name: to_numpy(b) for name, b in model.named_buffers()}
+    return to_numpy(logits), to_numpy(dx), grads, buffers
+
+
+def network_against_pytorch(name, device="cpu", memory_efficient=False, seed=0):
+    """NETWORKS[name] with the PyTorch reference's weights, a training step then an eval step on random
+    inputs: logits, the input gradient, every parameter gradient and every buffer, in each mode."""
+    import torch
+    build, build_reference, size = NETWORKS[name]
+    torch.manual_seed(0)
+    reference = build_reference().double()
+    model = build(memory_efficient=memory_efficient)
+    copy_from_torch(model, reference)
+    model.to(device)
+    rng = np.random.default_rng(seed)
+    triples = []
+    for mode in ("train", "eval"):
+        reference.train(mode == "train")
+        x = rng.standard_normal((3, 3, size, size))
+        dlogits = rng.standard_normal((3, reference.classifier.out_features))
+        logits, dx, grads, buffers = run_step(model, to_device(x, device), to_device(dlogits, device), mode == "train")
+        reference.zero_grad()
+        x_tensor = torch.tensor(x, requires_grad=True)
+        expected = reference(x_tensor)
+        expected.backward(torch.tensor(dlogits))
+        triples += [(f"{mode} logits", logits, expected.detach().numpy()),
+                    (f"{mode} input gradient", dx, x_tensor.grad.numpy())]
+        triples += [(f"{mode} gradient of {key}", grads[key], param.grad.numpy())
+                    for key, param in reference.named_parameters()]
+        triples += [(f"{mode} {key}", buffers[key], buffer.numpy()) for key, buffer in reference.named_buffers()]
+    return triples
