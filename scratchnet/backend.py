@@ -9,6 +9,10 @@ array and on the GPU for a CuPy array::
 
 CuPy is imported lazily, only when a GPU is asked for or a CuPy array is seen,
 so scratchnet imports quickly and works on machines without CUDA.
+
+This module also holds scratchnet's only process-wide settings: the default device
+(``set_device``, ``$SCRATCHNET_DEVICE``) and the number of CPU threads for element-wise
+work (``set_cpu_threads``, ``using_cpu_threads``, ``$SCRATCHNET_THREADS``, read once).
 """
 import contextlib
 import os

@@ -111,15 +111,17 @@ class DenseBlock(Module):
     x: (N, C, H, W) -> (N, C + num_layers * k, H, W).
     Every layer concatenates all features it reads into a new array, so the block keeps
     arrays of 1 + 2 + ... + num_layers feature maps for backward: memory quadratic in depth
-    (``efficient_densenet.SharedBufferDenseBlock`` keeps it linear).
+    (``efficient_densenet.SharedBufferDenseBlock``, a DenseBlock too, keeps it linear).
     """
+    layer_class = DenseLayer                    # what each layer is; SharedBufferDenseBlock has its own
 
     def __init__(self, num_layers, num_input_features, growth_rate, bn_size=4, drop_rate=0.0, make=None):
         super().__init__()
         make = make or LayerFactory()
         for i in range(num_layers):
-            layer = DenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate, make)
+            layer = self.layer_class(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate, make)
             self.add_module(f"denselayer{i + 1}", layer)
+        self.num_input_features, self.growth_rate = num_input_features, growth_rate
         self.channel_axis = make.channel_axis
         self._concat_cache = None
 

@@ -105,20 +105,15 @@ class SharedBufferDenseLayer(Module):
         return self.norm1.backward_parts(dout)
 
 
-class SharedBufferDenseBlock(Module):
+class SharedBufferDenseBlock(DenseBlock):
     """The DenseBlock of the memory-efficient DenseNet: same parameters, same output, linear memory.
 
     x: (C, N, H, W) -> (C + num_layers * k, N, H, W).
     """
+    layer_class = SharedBufferDenseLayer
 
     def __init__(self, num_layers, num_input_features, growth_rate, bn_size=4, drop_rate=0.0, make=None):
-        super().__init__()
-        make = make or FastLayerFactory()
-        for i in range(num_layers):
-            layer = SharedBufferDenseLayer(num_input_features + i * growth_rate, growth_rate, bn_size, drop_rate,
-                                           make)
-            self.add_module(f"denselayer{i + 1}", layer)
-        self.num_input_features, self.growth_rate = num_input_features, growth_rate
+        super().__init__(num_layers, num_input_features, growth_rate, bn_size, drop_rate, make or FastLayerFactory())
         self._features = None
 
     def forward(self, x):
