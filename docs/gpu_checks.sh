@@ -54,12 +54,12 @@ stage tests 200 python3 -m pytest -q -rs -p no:cacheprovider $workers --duration
 wait
 
 # 2. Speed, alone on the machine: a training step of scratchnet on CuPy against PyTorch on CUDA (cuDNN).
-stage bench-L40 100 python3 -m scratchnet.bench --device gpu --mode efficient --mode plain
-stage bench-L100 120 python3 -m scratchnet.bench --device gpu --depth 100 --mode efficient --mode plain
-stage bench-L40-b256 60 python3 -m scratchnet.bench --device gpu --batch 256 --mode efficient --mode plain
-stage bench-L100-b256 80 python3 -m scratchnet.bench --device gpu --depth 100 --batch 256 --mode efficient --mode plain
+stage bench-L40 100 python3 -m scratchnet.bench --device gpu --mode efficient --mode textbook
+stage bench-L100 120 python3 -m scratchnet.bench --device gpu --depth 100 --mode efficient --mode textbook
+stage bench-L40-b256 60 python3 -m scratchnet.bench --device gpu --batch 256 --mode efficient --mode textbook
+stage bench-L100-b256 80 python3 -m scratchnet.bench --device gpu --depth 100 --batch 256 --mode efficient --mode textbook
 stage ablation-L40 100 python3 -m scratchnet.bench --device gpu --ablation
-stage profile-L40 60 python3 -m scratchnet.bench --device gpu --profile --mode efficient --mode plain --repeats 2 --steps 2
+stage profile-L40 60 python3 -m scratchnet.bench --device gpu --profile --mode efficient --mode textbook --repeats 2 --steps 2
 
 # 3. Lecture 6, full form, executed top to bottom cell by cell (GPU machines may have no Jupyter): outputs,
 #    figures and errors are written into a copy of the notebook, as Jupyter would.

@@ -1,9 +1,10 @@
 """The convolution of ``ops.conv2d_forward``, faster: channel-major arrays, and kn2row.
 
 **Channel-major layout.** Arrays are (C, N, H, W) instead of PyTorch's (N, C, H, W). The
-column matrix of im2col then needs no transposes on the way in or out: a product
-(F, C*kh*kw) @ (C*kh*kw, N*out_h*out_w) is already (F, N, out_h, out_w). A 1x1 convolution
-with stride 1 needs no im2col at all: its column matrix is x itself, seen as (C, N*H*W).
+product (F, C*kh*kw) @ (C*kh*kw, N*out_h*out_w) of im2col is then already the output,
+(F, N, out_h, out_w), with no transpose back (the column matrix itself is the textbook's,
+built by ``ops.im2col`` from the (N, C, H, W) view of x). A 1x1 convolution with stride 1
+needs no im2col at all: its column matrix is x itself, seen as (C, N*H*W).
 
 **kn2row.** im2col copies the input kh*kw times and then multiplies. kn2row multiplies first:
 every kernel offset (i, j) turns the whole input into a partial output ``w[:, :, i, j] @ x``
