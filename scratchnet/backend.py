@@ -15,6 +15,7 @@ This module also holds scratchnet's only process-wide settings: the default devi
 work (``set_cpu_threads``, ``using_cpu_threads``, ``$SCRATCHNET_THREADS``, read once).
 """
 import contextlib
+import operator
 import os
 import sys
 
@@ -167,9 +168,9 @@ def available_cores():
 
 
 def _check_thread_count(n, source):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not hasattr(n, "__index__") or operator.index(n) < 1:
         raise ValueError(f"{source} must be a positive integer, got {n!r}")
-    return n
+    return operator.index(n)
 
 
 def _threads_from_environment():

@@ -13,7 +13,10 @@ import numpy as np
 
 from .backend import to_numpy
 
-FORMAT_VERSION = 1
+# 2 since the split into two tiers: the memory-efficient network's dropout masks are drawn in the textbook's
+# order, so a run with dropout saved in format 1 continues, but not as the code that saved it would have.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def atomic_write(path, write):
@@ -57,7 +60,7 @@ def save_checkpoint(path, model, optimizer, progress, generators, config):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts."""
+    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts, and its "format_version"."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -66,12 +69,14 @@ def load_checkpoint(path):
             entries = {key: archive[key] for key in archive.files}
     except (OSError, ValueError) as e:
         raise ValueError(f"{path} is not a readable scratchnet checkpoint ({e})") from None
-    if int(entries.get("format_version", -1)) != FORMAT_VERSION:
-        raise ValueError(f"{path} is not a scratchnet checkpoint of format {FORMAT_VERSION}")
+    version = int(entries.get("format_version", -1))
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{path} is not a scratchnet checkpoint of format {' or '.join(map(str, READABLE_VERSIONS))}")
     sections = {"model": {}, "optimizer": {}, "progress": {}, "rng": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section in sections:
             sections[section][name] = value
     sections["config"] = json.loads(str(entries["config"]))
+    sections["format_version"] = version
     return sections

@@ -133,7 +133,7 @@ def main(argv=None):
     given = {key: value for key, value in vars(args).items() if key not in ("resume", "eval_only")}
     config = None
     try:
-        require_training_extras()
+        require_training_extras(plots=not args.eval_only)      # --eval-only draws no curves
         if args.eval_only:
             run_eval_only(args.eval_only, given)
             return 0

@@ -10,6 +10,7 @@ The command line (parsing, checking, resuming) is ``train.py``.
 """
 import json
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -50,10 +51,11 @@ def _pyplot():
     return plt
 
 
-def require_training_extras():
-    """Raise MissingExtraError now, before a run starts, if tqdm or matplotlib is missing."""
+def require_training_extras(plots=True):
+    """Raise MissingExtraError now, before a run starts, if tqdm (or, for plots, matplotlib) is missing."""
     _tqdm()
-    _pyplot()
+    if plots:
+        _pyplot()
 
 
 @dataclass
@@ -285,6 +287,10 @@ def train(config, checkpoint=None):
         restore_generator(data_rng, checkpoint["rng"]["data"])
         restore_generator(model.rng, checkpoint["rng"]["model"])
         progress = Progress.from_arrays(checkpoint["progress"])
+        if checkpoint.get("format_version") == 1 and config.dropout > 0 and config.memory_efficient:
+            print(f"warning: {out / 'checkpoint.npz'} was written before the memory-efficient network drew its "
+                  "dropout masks in the textbook network's order: the run continues, with other masks than the "
+                  "version that wrote it would have drawn", file=sys.stderr)
     metrics_path, checkpoint_path = out / "metrics.jsonl", out / "checkpoint.npz"
     metrics = read_metrics(metrics_path, progress.epoch + 1)
     atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))

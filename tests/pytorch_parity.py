@@ -4,6 +4,8 @@ Each function runs scratchnet and PyTorch on the same inputs and returns what to
 as ``(what, ours, theirs)`` triples of host arrays; the tests require each error to be
 below a tolerance, the report prints the worst.
 """
+import re
+
 import numpy as np
 
 from scratchnet.backend import to_device, to_numpy
@@ -56,9 +58,33 @@ NETWORKS = {
 WITH_REFERENCE = sorted(name for name, (_, reference, _) in NETWORKS.items() if reference is not None)
 
 
-def copy_from_torch(model, reference):
-    """Load a PyTorch model's state dict as torchvision users would: arrays from .numpy()."""
-    model.load_state_dict({name: value.detach().numpy() for name, value in reference.state_dict().items()})
+NORM_STATE = re.compile(r"(^|\.)norm\d*\.(weight|bias|running_mean|running_var)$")
+
+
+def randomised_batch_norms(state, seed=7):
+    """A copy of a state dict (name -> NumPy array) in which every batch norm has a weight, bias and
+    running statistics of its own.
+
+    At torchvision's initialisation (weight 1, bias 0, running mean 0, variance 1) all batch norms that
+    see the same feature maps compute the same function, and a network that applies the wrong one (say,
+    recomputes another layer's output) still gives the right numbers. Training makes them differ at once.
+    """
+    rng = np.random.default_rng(seed)
+    new = {}
+    for name, value in state.items():
+        value = np.array(value)
+        match = NORM_STATE.search(name)
+        if match:
+            kind = match.group(2)
+            if kind == "weight":
+                value = 1 + 0.3 * rng.standard_normal(value.shape)
+            elif kind in ("bias", "running_mean"):
+                value = 0.3 * rng.standard_normal(value.shape)
+            else:
+                value = rng.uniform(0.5, 2.0, value.shape)
+        new[name] = value
+    assert any(NORM_STATE.search(name) for name in state), "no batch norm found to randomise"
+    return new
 
 
 def run_step(model, x, dlogits, train):
@@ -73,14 +99,17 @@ def run_step(model, x, dlogits, train):
 
 
 def network_against_pytorch(name, device="cpu", memory_efficient=False, seed=0):
-    """NETWORKS[name] with the PyTorch reference's weights, a training step then an eval step on random
-    inputs: logits, the input gradient, every parameter gradient and every buffer, in each mode."""
+    """NETWORKS[name] with the PyTorch reference's weights (and batch norms randomised, the same in both),
+    a training step then an eval step on random inputs: logits, the input gradient, every parameter gradient
+    and every buffer, in each mode."""
     import torch
     build, build_reference, size = NETWORKS[name]
     torch.manual_seed(0)
     reference = build_reference().double()
+    state = randomised_batch_norms({key: value.detach().numpy() for key, value in reference.state_dict().items()})
+    reference.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
     model = build(memory_efficient=memory_efficient)
-    copy_from_torch(model, reference)
+    model.load_state_dict(state)
     model.to(device)
     rng = np.random.default_rng(seed)
     triples = []

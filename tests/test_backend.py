@@ -132,8 +132,8 @@ def test_the_threads_variable_is_read_once(fresh_thread_setting, monkeypatch):
 def test_set_cpu_threads_and_using_cpu_threads(fresh_thread_setting):
     previous = backend.set_cpu_threads(2)
     assert previous == backend.available_cores() and backend.cpu_threads() == 2
-    with backend.using_cpu_threads(1):
-        assert backend.cpu_threads() == 1
+    with backend.using_cpu_threads(np.int64(1)):                 # any integer, NumPy's too
+        assert backend.cpu_threads() == 1 and type(backend.cpu_threads()) is int
     assert backend.cpu_threads() == 2
     with pytest.raises(RuntimeError), backend.using_cpu_threads(4):
         raise RuntimeError("a failing block still restores the setting")

@@ -82,6 +82,16 @@ def test_without_torch_the_benchmark_says_what_to_install_and_profile_still_runs
     profiled = subprocess.run(run + TINY + ["--profile"], capture_output=True, text=True, cwd=ROOT, env=ENV)
     assert profiled.returncode == 0, profiled.stderr
     assert "Python-level calls" in profiled.stdout
+    if not backend.gpu_available():          # --profile on a GPU asks for CuPy, never for PyTorch
+        on_gpu = subprocess.run(run + TINY + ["--profile", "--device", "gpu"], capture_output=True, text=True,
+                                cwd=ROOT, env=ENV)
+        assert on_gpu.returncode == 2 and "CuPy" in on_gpu.stderr and "PyTorch" not in on_gpu.stderr
+
+
+def test_the_old_mode_name_is_explained(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(TINY + ["--mode", "plain"])
+    assert "--mode textbook" in capsys.readouterr().err
 
 
 def test_the_library_and_the_training_command_line_never_import_torch(tmp_path):

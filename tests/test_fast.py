@@ -5,6 +5,9 @@ the fast code adds the same terms in another order). The fast ops also meet PyTo
 finite differences on their own, through tests/op_cases.py. Threads must give bit for bit
 what one core gives.
 """
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -35,6 +38,7 @@ CONVOLUTIONS = {   # x (N, C, H, W), w, stride, pad, bias
     "3x3, stride 2": ((2, 5, 9, 8), (4, 5, 3, 3), 2, 1, True),
     "1x1": ((3, 10, 5, 6), (7, 10, 1, 1), 1, 0, False),
     "1x1, stride 2": ((2, 6, 6, 6), (4, 6, 1, 1), 2, 0, True),
+    "padding wider than the image": ((2, 3, 2, 1), (2, 3, 5, 6), 1, 3, True),   # some offsets see only padding
 }
 
 
@@ -82,25 +86,31 @@ def test_batchnorm_relu_equals_batchnorm_then_relu(train, device, rng):
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_backward_parts_add_up_to_the_backward(train, rng):
-    x = rng.standard_normal((5, 3, 4, 4)) * 2 + 1                   # channel-major (C, N, H, W)
-    gamma, beta = 1 + 0.3 * rng.standard_normal(5), 0.5 * rng.standard_normal(5)
-    running = (np.zeros(5), np.ones(5))
+def test_backward_parts_add_up_to_the_textbook_gradient(train, rng):
+    x = symmetric_away_from_zero(rng, (3, 5, 4, 4))                 # (N, C, H, W)
+    gamma, beta = 1 + 0.3 * rng.standard_normal(5), np.zeros(5)
     dout = rng.standard_normal(x.shape)
-    _, cache = fast.batchnorm_relu_forward(x, gamma, beta, *running, train)
-    dx, dgamma, dbeta = fast.batchnorm_relu_backward(dout, cache)
-    parts = fast.batchnorm_relu_backward_parts(dout, cache)
-    assembled = parts.partial_dx + parts.x_coef[:, None, None, None] * x + parts.offset[:, None, None, None]
-    assert_all_close([assembled, parts.dgamma, parts.dbeta], [dx, dgamma, dbeta], "parts")
+    running = (np.linspace(-0.2, 0.2, 5), np.linspace(0.5, 2, 5))
+    _, dgamma, dbeta = textbook = batchnorm_then_relu(x, gamma, beta, *(r.copy() for r in running), train, dout)[1:]
+    _, cache = fast.batchnorm_relu_forward(swap(x), gamma, beta, *(r.copy() for r in running), train)
+    parts = fast.batchnorm_relu_backward_parts(swap(dout), cache)
+    assembled = parts.partial_dx + parts.x_coef[:, None, None, None] * swap(x) + parts.offset[:, None, None, None]
+    assert_all_close([swap(assembled), parts.dgamma, parts.dbeta], textbook, "parts")
     if not train:   # eval mode: dx is gamma * inv_std * dz, with nothing that depends on x
         assert not parts.x_coef.any() and not parts.offset.any()
 
 
-def test_batch_statistics_are_the_mean_and_biased_variance(device, rng):
-    x = rng.standard_normal((6, 8, 5, 7)) * 3 + 2
-    mean, var = fast.batch_statistics(to_device(x, device))
-    assert norm_rel_error(to_numpy(mean), x.mean(axis=(1, 2, 3))) < ROUNDING
-    assert norm_rel_error(to_numpy(var), x.var(axis=(1, 2, 3))) < ROUNDING
+def test_batch_statistics_are_the_textbook_batch_norms(device, rng):
+    # The textbook op with momentum 1 leaves the batch's statistics in its running buffers:
+    # the mean, and the variance made unbiased (times m / (m - 1)).
+    x = rng.standard_normal((8, 6, 5, 7)) * 3 + 2                   # (N, C, H, W)
+    m = 8 * 5 * 7
+    running_mean, running_var = to_device(np.zeros(6), device), to_device(np.ones(6), device)
+    ops.batchnorm_forward(to_device(x, device), to_device(np.ones(6), device), to_device(np.zeros(6), device),
+                          running_mean, running_var, train=True, momentum=1.0)
+    mean, var = fast.batch_statistics(to_device(swap(x), device))
+    assert norm_rel_error(to_numpy(mean), to_numpy(running_mean)) < ROUNDING
+    assert norm_rel_error(to_numpy(var) * m / (m - 1), to_numpy(running_var)) < ROUNDING
 
 
 def test_precomputed_statistics_give_the_same_result(rng):
@@ -167,14 +177,35 @@ def test_dropout_drops_what_the_textbook_drops_for_the_same_seed(p, device, rng)
     assert np.array_equal(to_numpy(swap(fast.dropout_backward(swap(dout), cache_fast))), to_numpy(dx))
 
 
-def test_row_helpers_do_what_their_one_line_numpy_versions_do(rng):
+class RecordingThreads:
+    """Counts the threads that ran a function of parallel_slices (to know the work was really split)."""
+
+    def __init__(self, monkeypatch):
+        self.names = set()
+        original = fast.threads.parallel_slices
+
+        def recording(fn, n, xp=np, size=None):
+            def wrapped(rows):
+                self.names.add(threading.current_thread().name)
+                return fn(rows)
+            return original(wrapped, n, xp, size)
+
+        for module in (fast.threads, fast.conv, fast.batchnorm_relu, fast.pool):
+            monkeypatch.setattr(module, "parallel_slices", recording)
+
+
+def test_row_helpers_do_what_their_one_line_numpy_versions_do(rng, monkeypatch):
+    # No textbook op to compare with: they are the slice-add of concatenation's backward and batch norm's
+    # affine terms, done in place by rows.
     target, source = rng.standard_normal((20, 64, 32, 32)), rng.standard_normal((20, 64, 32, 32))
     scale, shift = rng.standard_normal(20), rng.standard_normal(20)
+    threads = RecordingThreads(monkeypatch)
     with backend.using_cpu_threads(3):
         added = target.copy()
         fast.add_rows(added, source)
         affine = target.copy()
         fast.add_per_row_affine(affine, source, scale, shift)
+    assert len(threads.names) >= 2, threads.names              # the work was split
     assert np.array_equal(added, target + source)
     expected = target.copy()
     expected += source * scale[:, None, None, None]
@@ -196,26 +227,53 @@ def run_threaded_ops(rng):
             fast.avgpool_backward(pooled, pool_cache)]
 
 
-def test_threads_give_bit_for_bit_the_result_of_one_core():
+def test_threads_give_bit_for_bit_the_result_of_one_core(monkeypatch):
+    threads = RecordingThreads(monkeypatch)
     with backend.using_cpu_threads(1):
         one = run_threaded_ops(np.random.default_rng(0))
+    assert len(threads.names) == 1
     with backend.using_cpu_threads(3):
         three = run_threaded_ops(np.random.default_rng(0))
+    assert len(threads.names) >= 2, threads.names              # the work was split
     for i, (a, b) in enumerate(zip(one, three)):
         assert np.array_equal(a, b), f"result {i}"
 
 
-def test_parallel_slices_covers_every_row_once_and_the_pool_restarts():
+def test_parallel_slices_covers_every_row_once_on_every_thread_and_the_pool_restarts():
     for _ in range(2):
-        seen = np.zeros(10, int)
+        seen, names = np.zeros(10, int), set()
 
         def visit(rows):
             seen[rows] += 1
+            names.add(threading.current_thread().name)
+            time.sleep(0.05)                 # long enough that no worker takes two parts
 
         with backend.using_cpu_threads(4):
             fast.parallel_slices(visit, 10, size=10 * fast.MIN_ELEMENTS_PER_THREAD)
-        assert (seen == 1).all()
+        assert (seen == 1).all() and len(names) == 4
         fast.shutdown_pool()                 # what happens at exit; a later call makes new threads
+
+
+def test_parallel_slices_waits_for_every_thread_when_one_part_fails():
+    finished = []
+
+    def work(rows):
+        if rows.start == 0:                  # the calling thread's part fails at once
+            raise RuntimeError("part 0 failed")
+        time.sleep(0.2)
+        finished.append(rows.start)
+
+    with backend.using_cpu_threads(3), pytest.raises(RuntimeError, match="part 0 failed"):
+        fast.parallel_slices(work, 3)
+    assert sorted(finished) == [1, 2]        # no worker is still running when the error arrives
+
+
+def test_small_work_stays_on_the_calling_thread():
+    names = set()
+    with backend.using_cpu_threads(4):
+        fast.parallel_slices(lambda rows: names.add(threading.current_thread().name), 10,
+                             size=fast.MIN_ELEMENTS_PER_THREAD - 1)
+    assert names == {threading.current_thread().name}
 
 
 def test_choose_method_picks_the_one_that_copies_less():
@@ -225,32 +283,32 @@ def test_choose_method_picks_the_one_that_copies_less():
     assert fast.choose_method((8, 48, 3, 3), stride=2) == "im2col"      # kn2row is for stride 1
 
 
-def test_fast_conv_keeps_x_itself_for_kn2row_and_1x1_and_says_so(rng):
-    # The aliasing contract of FastConvCache: x is saved as a view, not copied.
+def test_fast_conv_keeps_x_itself_for_kn2row_and_1x1(rng):
+    # The aliasing contract of FastConvCache: x is saved as a view, not copied (im2col saves a copy).
     x = rng.standard_normal((6, 2, 5, 5))
-    for w_shape, pad in (((3, 6, 3, 3), 1), ((3, 6, 1, 1), 0)):
+    for w_shape, pad, keeps_x in (((3, 6, 3, 3), 1, True), ((3, 6, 1, 1), 0, True), ((9, 6, 3, 3), 1, False)):
         _, cache = fast.conv2d_forward(x, rng.standard_normal(w_shape), pad=pad)
-        assert np.shares_memory(cache.saved, x)
-    assert "view, not a copy" in fast.FastConvCache.__doc__
+        assert np.shares_memory(cache.saved, x) == keeps_x, (w_shape, cache.method)
 
 
-TWINS = {   # each public function of scratchnet.fast -> the test(s) above that hold it to its textbook twin
+TWINS = {   # each public function of scratchnet.fast -> the test above that holds it to its textbook twin
+           # (or, where it has none, to what it stands for)
     "conv2d_forward": test_conv2d_equals_the_textbook_convolution,
     "conv2d_backward": test_conv2d_equals_the_textbook_convolution,
-    "choose_method": test_choose_method_picks_the_one_that_copies_less,
+    "choose_method": test_choose_method_picks_the_one_that_copies_less,               # a rule, no computation
     "batchnorm_relu_forward": test_batchnorm_relu_equals_batchnorm_then_relu,
     "batchnorm_relu_backward": test_batchnorm_relu_equals_batchnorm_then_relu,
-    "batchnorm_relu_backward_parts": test_backward_parts_add_up_to_the_backward,
-    "batchnorm_relu_recompute": test_recompute_rewrites_the_output_bit_for_bit,
-    "batch_statistics": test_batch_statistics_are_the_mean_and_biased_variance,
+    "batchnorm_relu_backward_parts": test_backward_parts_add_up_to_the_textbook_gradient,
+    "batchnorm_relu_recompute": test_recompute_rewrites_the_output_bit_for_bit,         # the forward's twin
+    "batch_statistics": test_batch_statistics_are_the_textbook_batch_norms,
     "avgpool_forward": test_avgpool_equals_the_textbook_pool_on_any_number_of_threads,
     "avgpool_backward": test_avgpool_equals_the_textbook_pool_on_any_number_of_threads,
     "dropout_forward": test_dropout_drops_what_the_textbook_drops_for_the_same_seed,
     "dropout_backward": test_dropout_drops_what_the_textbook_drops_for_the_same_seed,
-    "parallel_slices": test_parallel_slices_covers_every_row_once_and_the_pool_restarts,
+    "parallel_slices": test_parallel_slices_covers_every_row_once_on_every_thread_and_the_pool_restarts,
     "add_rows": test_row_helpers_do_what_their_one_line_numpy_versions_do,
     "add_per_row_affine": test_row_helpers_do_what_their_one_line_numpy_versions_do,
-    "shutdown_pool": test_parallel_slices_covers_every_row_once_and_the_pool_restarts,
+    "shutdown_pool": test_parallel_slices_covers_every_row_once_on_every_thread_and_the_pool_restarts,
 }
 
 

@@ -79,6 +79,14 @@ def test_batchnorm_updates_running_statistics_in_place_in_train_mode_only(rng):
     assert np.allclose(running_var, 0.9 + 0.1 * unbiased)
 
 
+def test_batchnorm_normalises_any_n_c_shaped_input_per_channel(rng):
+    for shape in ((6, 4), (5, 4, 7), (3, 4, 2, 5, 2)):             # (N, C), (N, C, L), (N, C, D, H, W)
+        x = rng.standard_normal(shape) * 3 + 1
+        out, _ = ops.batchnorm_forward(x, np.ones(4), np.zeros(4), None, None, train=True)
+        axes = (0,) + tuple(range(2, len(shape)))
+        assert np.allclose(out.mean(axis=axes), 0, atol=1e-12) and np.allclose(out.var(axis=axes), 1, atol=1e-3)
+
+
 def test_batchnorm_without_running_buffers_uses_batch_statistics(rng):
     x = rng.standard_normal((8, 2, 3, 3)) * 5 + 2
     out, _ = ops.batchnorm_forward(x, np.ones(2), np.zeros(2), None, None, train=True)

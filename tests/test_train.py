@@ -61,15 +61,16 @@ def test_given_flags_are_told_from_defaults_without_argparse_internals():
     assert args.resume and args.eval_only is None
 
 
-def test_missing_training_extras_are_reported_when_the_command_runs_not_at_import(tmp_path):
-    code = ("import sys; sys.modules['tqdm'] = None\n"
+@pytest.mark.parametrize("missing, named", [("tqdm", "tqdm"), ("matplotlib", "matplotlib")])
+def test_missing_training_extras_are_reported_when_the_command_runs_not_at_import(tmp_path, missing, named):
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"
             "import scratchnet.train\n"            # importing must work (no sys.exit at import)
             "print('imported')\n"
             "sys.exit(scratchnet.train.main(['--dataset', 'synthetic', '--out', sys.argv[1]]))\n")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.stdout.startswith("imported") and result.returncode == 2
-    assert "tqdm, which is not installed" in result.stderr and "pip install 'scratchnet[train]'" in result.stderr
+    assert f"{named}, which is not installed" in result.stderr and "pip install 'scratchnet[train]'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
@@ -192,6 +193,23 @@ def test_runs_are_not_overwritten_and_resume_needs_a_checkpoint(data_dir, tmp_pa
     assert "already holds a run; continue it with --resume" in capsys.readouterr().err
     assert train_module.main(["--resume", "--out", str(out), "--k", "6"]) == 2
     assert "--k 6 (saved: 4)" in capsys.readouterr().err
+    # A flag given with its default value is still a flag given: the saved run has k = 4, not the default 12.
+    assert train_module.main(["--resume", "--out", str(out), "--k", "12", "--depth", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--k 12 (saved: 4)" in err and "--depth" not in err
+
+
+def test_a_checkpoint_of_the_previous_format_resumes_and_warns_about_dropout_masks(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(data_dir, out, "--epochs", "1", "--dropout", "0.1")) == 0
+    with np.load(out / "checkpoint.npz") as archive:                  # as the code before format 2 wrote it
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["format_version"] = np.array(1)
+    np.savez(out / "checkpoint.npz", **arrays)
+    capsys.readouterr()
+    assert train_module.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert "dropout masks in the textbook network's order" in capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoint.npz")["format_version"] == 2
 
 
 def test_the_synthetic_stand_in_trains_without_any_files(tmp_path):

@@ -34,6 +34,17 @@ def check_gpu_for_both():
                                   "benchmark needs a CUDA build of PyTorch (https://pytorch.org/get-started/)")
 
 
+def mode_name(text):
+    """--mode's argument: one of MODES; "plain", the name of a network before the split into two tiers, is explained."""
+    if text == "plain":
+        raise argparse.ArgumentTypeError(
+            "'plain' was the channel-major kn2row network of before the split into two tiers; time the textbook "
+            "network with --mode textbook, or see --ablation's rows for the steps in between")
+    if text not in MODES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODES)})")
+    return text
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m scratchnet.bench",
                                 description="Benchmark a DenseNet-BC training step against PyTorch's, side by side.")
@@ -42,7 +53,7 @@ def build_parser():
     p.add_argument("--batch", type=int, default=64, help="images per training step (default: %(default)s)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="gpu: scratchnet on CuPy against PyTorch on CUDA (default: %(default)s)")
-    p.add_argument("--mode", dest="modes", action="append", choices=MODES,
+    p.add_argument("--mode", dest="modes", action="append", type=mode_name, metavar="{efficient,textbook}",
                    help="scratchnet's DenseNet(s) to time: efficient (the memory-efficient one, from the fast tier) "
                         "or textbook (scratchnet.ops only); repeat the flag for both (default: efficient)")
     p.add_argument("--repeats", type=int, default=7, help="alternating timing rounds (default: %(default)s)")
@@ -69,7 +80,7 @@ def main(argv=None):
         if needs_torch:
             require_torch()
         if args.device == "gpu" and not args.peak_memory_of:   # (the measuring subprocesses were checked by their parent)
-            check_gpu_for_both()
+            check_gpu_for_both() if needs_torch else array_module_for("gpu")
     except (TorchUnavailableError, GPUUnavailableError) as e:
         p.error(str(e))
     if args.peak_memory_of:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import ops
 from ..backend import cpu_threads, to_device, using_cpu_threads
-from ..models import FastLayerFactory, LayerFactory, densenet_cifar
+from ..models import FastLayerFactory, densenet_cifar
 from ..optim import SGD
 
 MODES = ("efficient", "textbook")   # scratchnet's memory-efficient DenseNet (fast tier) and its textbook one
@@ -23,7 +23,7 @@ MODES = ("efficient", "textbook")   # scratchnet's memory-efficient DenseNet (fa
 def build_scratchnet(args, mode="efficient", state=None, layers=None, threads=None):
     """A training step of scratchnet's DenseNet-BC -> (model, step).
 
-    mode: "efficient" or "textbook"; layers: a layer factory instead (``--ablation``'s rows);
+    mode: "efficient" or "textbook"; layers: the efficient network's layer factory instead (``--ablation``'s rows);
     threads: element-wise CPU threads during the step (None: as ``backend`` is set).
     """
     model = densenet_cifar(args.depth, args.k, memory_efficient=(mode == "efficient"), layers=layers)
@@ -118,13 +118,12 @@ def run_speed(args):
 
 
 ABLATION = [   # (what changed, build_scratchnet options), each row adding one idea to the row above
-    ("textbook (scratchnet.ops): NCHW, im2col, separate BN and ReLU, 1 core",
-     dict(layers=LayerFactory, threads=1)),
+    ("textbook (scratchnet.ops): NCHW, im2col, separate BN and ReLU, 1 core", dict(mode="textbook", threads=1)),
     ("+ fast tier: channel-major layout, fused BN-ReLU",
      dict(layers=partial(FastLayerFactory, conv_method="im2col", shared_buffers=False), threads=1)),
     ("+ kn2row for the 3x3 convolutions", dict(layers=partial(FastLayerFactory, shared_buffers=False), threads=1)),
-    ("+ shared-buffer dense blocks, statistics once per map", dict(layers=FastLayerFactory, threads=1)),
-    ("+ element-wise work on every core", dict(layers=FastLayerFactory)),
+    ("+ shared-buffer dense blocks, statistics once per map", dict(threads=1)),
+    ("+ element-wise work on every core", dict()),
 ]
 
 

@@ -93,6 +93,7 @@ def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, train, mom
     """
     op = "batchnorm_relu"
     xp = check_batchnorm_arguments(op, x, x.shape[0], train, gamma, beta, running_mean, running_var)
+    array_module(op, x, out)                            # out on x's device too
     if out is None:
         out = xp.empty(x.shape, dtype=x.dtype)          # C order, so that rows of out are views
     elif out.shape != x.shape or not out.flags.c_contiguous:
@@ -153,9 +154,10 @@ def batchnorm_relu_backward(dout, cache):
     The ReLU passes dout where y > 0 (dz below); batch norm's closed form then gives
         dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))    (train)
         dx = gamma * inv_std * dz                                            (eval)
-    With x_hat = (x - mean) * inv_std this is, per channel, a * dz + b * x + c for
-    three numbers a, b, c, which is how it is computed: x_hat is never formed, and
-    sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). dout is not changed.
+    With x_hat = (x - mean) * inv_std this is, per channel, a * dz + b * x + c for three
+    numbers a = gamma * inv_std, b and c, which is how it is computed: x_hat is never formed,
+    and sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). (``batchnorm_relu_backward_parts``
+    returns a * dz as partial_dx, b as x_coef and c as offset.) dout is not changed.
     """
     dx, _, _, dgamma, dbeta = _backward(dout, cache, add_x_terms=True)
     return dx, dgamma, dbeta
@@ -163,14 +165,14 @@ def batchnorm_relu_backward(dout, cache):
 
 def _backward(dout, cache, add_x_terms):
     """Both backward functions: with add_x_terms, partial_dx is dx itself (x_coef * x + offset added)."""
-    x, y, mean, inv_std, gamma, scale, _, train = cache
+    x, mean, inv_std, scale = cache.x, cache.mean, cache.inv_std, cache.scale
     xp = array_module("batchnorm_relu_backward", dout, x)
     check_dout("batchnorm_relu_backward", dout, x.shape)
-    X, Y, D = _rows(x), _rows(y), _rows(dout)
+    X, Y, D = _rows(x), _rows(cache.y), _rows(dout)
     C, m = X.shape
     dx = xp.empty_like(X)
     dgamma, dbeta = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
-    b, c = xp.zeros(C, dtype=x.dtype), xp.zeros(C, dtype=x.dtype)
+    b, c = xp.zeros(C, dtype=x.dtype), xp.zeros(C, dtype=x.dtype)      # x_coef and offset, per channel
 
     def backward(rows):                        # these channels only
         dz = dx[rows]
@@ -178,7 +180,7 @@ def _backward(dout, cache, add_x_terms):
         dbeta[rows] = dz.sum(axis=1)
         dgamma[rows] = inv_std[rows] * (_row_dots(xp, dz, X[rows]) - mean[rows] * dbeta[rows])
         dz *= scale[rows, None]                                      # a = gamma * inv_std
-        if train:
+        if cache.train:
             b[rows] = -scale[rows] * inv_std[rows] * dgamma[rows] / m      # the x_hat term, per unit of x
             c[rows] = -scale[rows] * dbeta[rows] / m - b[rows] * mean[rows]  # the mean(dz) term, and b's offset
             if add_x_terms:

@@ -19,7 +19,7 @@ Both give ``ops.conv2d_forward``'s result (tests/test_fast.py compares them).
 from typing import NamedTuple
 
 from ..ops import col2im, im2col
-from ..ops._checks import array_module, check_conv_arguments, check_dout, output_size
+from ..ops._checks import array_module, check_conv_arguments, check_dout, check_ndim, output_size
 from .threads import parallel_slices
 
 METHODS = ("auto", "im2col", "kn2row")
@@ -45,9 +45,10 @@ class FastConvCache(NamedTuple):
     """What ``conv2d_backward`` needs from the forward pass.
 
     ``saved`` is the column matrix (C*kh*kw, N*out_h*out_w) for im2col, and for kn2row and
-    for a 1x1 convolution x itself, seen as (C, N*H*W): a view, not a copy. Whoever calls
-    ``conv2d_backward`` must then make sure x still holds the values it had in the forward pass
-    (the memory-efficient dense block recomputes the scratch array it shares before that).
+    for a 1x1 convolution x itself, seen as (C, N*H*W): a view, not a copy, wherever x is
+    C-contiguous (as the fast tier's arrays are). Whoever calls ``conv2d_backward`` must then make
+    sure x still holds the values it had in the forward pass (the memory-efficient dense block
+    recomputes the scratch array it shares before that).
     """
     method: str         # "im2col" or "kn2row"
     saved: object
@@ -66,11 +67,10 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
     method: "im2col", "kn2row" (stride 1 only) or "auto" (``choose_method``: the one that copies less).
     """
     op = "conv2d"
-    xp = check_conv_arguments(op, x, w, b, stride, pad, "(C, N, H, W)", channel_axis=0)
+    check_ndim(op, "x", x, 4, "(C, N, H, W)")
+    xp, out_h, out_w = check_conv_arguments(op, _swap_batch_and_channels(x), w, b, stride, pad)
     C, N, H, W = x.shape
     F, _, kh, kw = w.shape
-    out_h = output_size(op, H, kh, stride, pad, "height")
-    out_w = output_size(op, W, kw, stride, pad, "width")
     if method == "auto":
         method = choose_method(w.shape, stride)
     if method not in METHODS or (method == "kn2row" and stride != 1):
@@ -102,8 +102,8 @@ def _kn2row_shift(dy, dx, H, W, out_h, out_w):
     padding and contribute nothing, so only the overlapping rectangle is kept.
     -> (target, source): index tuples over the last two axes of the output and of the input.
     """
-    y0, y1 = max(0, -dy), min(out_h, H - dy)
-    x0, x1 = max(0, -dx), min(out_w, W - dx)
+    y0, x0 = max(0, -dy), max(0, -dx)
+    y1, x1 = max(y0, min(out_h, H - dy)), max(x0, min(out_w, W - dx))    # empty where nothing overlaps
     return ((Ellipsis, slice(y0, y1), slice(x0, x1)),
             (Ellipsis, slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx)))
 
@@ -163,16 +163,16 @@ def conv2d_backward(dout, cache):
 
     dout: (F, N, out_h, out_w) -> dx: (C, N, H, W), dw: (F, C, kh, kw), db: (F,) or None.
     """
-    method, saved, w, has_bias, stride, pad, x_shape = cache
+    w, stride, pad, saved = cache.w, cache.stride, cache.pad, cache.saved
     xp = array_module("conv2d_backward", dout, w)
-    C, N, H, W = x_shape
+    C, N, H, W = cache.x_shape
     F, _, kh, kw = w.shape
     out_h = output_size("conv2d_backward", H, kh, stride, pad, "height")
     out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
     check_dout("conv2d_backward", dout, (F, N, out_h, out_w))
-    db = dout.sum(axis=(1, 2, 3)) if has_bias else None
-    if method == "kn2row":
-        dx, dw = _kn2row_backward(xp, dout, saved, w, pad, x_shape)
+    db = dout.sum(axis=(1, 2, 3)) if cache.has_bias else None
+    if cache.method == "kn2row":
+        dx, dw = _kn2row_backward(xp, dout, saved, w, pad, cache.x_shape)
         return dx, dw, db
     dout_rows = dout.reshape(F, N * out_h * out_w)
     dw = (dout_rows @ saved.T).reshape(w.shape)

@@ -6,7 +6,7 @@ The number of threads is ``backend.cpu_threads()`` (set with ``backend.set_cpu_t
 ``backend.using_cpu_threads``). On CuPy everything runs as one call: the GPU is parallel already.
 """
 import atexit
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy
 
@@ -26,7 +26,7 @@ def _workers(count):
         if _pool is None:
             atexit.register(shutdown_pool)
         else:
-            _pool.shutdown()
+            _pool.shutdown(wait=False)       # its threads end once idle; a caller never waits on them here
         _pool, _pool_workers = ThreadPoolExecutor(count, thread_name_prefix="scratchnet"), count
     return _pool
 
@@ -53,9 +53,12 @@ def parallel_slices(fn, n, xp=numpy, size=None):
         return
     bounds = [n * i // parts for i in range(parts + 1)]
     others = [_workers(parts - 1).submit(fn, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
-    fn(slice(bounds[0], bounds[1]))          # the calling thread takes the first part itself
+    try:
+        fn(slice(bounds[0], bounds[1]))      # the calling thread takes the first part itself
+    finally:                                 # even if it failed: no worker may still be writing when we return
+        wait(others)
     for future in others:
-        future.result()
+        future.result()                      # a worker's exception, raised here
 
 
 def add_rows(target, source):

@@ -1,20 +1,19 @@
 """The paper's DenseNets by name: the CIFAR family (depth L, growth rate k) and DenseNet-121/169/201/264.
 
-``memory_efficient`` chooses the tier the layers come from: False, the textbook DenseNet
-(``densenet.LayerFactory``: ``scratchnet.ops`` through ``scratchnet.nn``); True, the
-memory-efficient one (``efficient_densenet.FastLayerFactory``: ``scratchnet.fast``, shared
-buffers). Both have the same parameters, state-dict names and, to rounding, the same outputs
+``memory_efficient`` chooses the tier: False, the textbook ``DenseNet`` (``scratchnet.ops``
+through ``scratchnet.nn``); True, the memory-efficient ``EfficientDenseNet`` (``scratchnet.fast``,
+shared buffers). Both have the same parameters, state-dict names and, to rounding, the same outputs
 and gradients.
 """
 import numpy as np
 
-from .densenet import DenseNet, LayerFactory
-from .efficient_densenet import FastLayerFactory
+from .densenet import DenseNet
+from .efficient_densenet import EfficientDenseNet
 
 
-def layer_factory(memory_efficient):
-    """The factory class of the tier: FastLayerFactory if memory_efficient, else the textbook LayerFactory."""
-    return FastLayerFactory if memory_efficient else LayerFactory
+def densenet_class(memory_efficient):
+    """The network of the tier: EfficientDenseNet (fast tier) if memory_efficient, else the textbook DenseNet."""
+    return EfficientDenseNet if memory_efficient else DenseNet
 
 
 def valid_cifar_depths(bc, near, count=2):
@@ -32,7 +31,7 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
     bc=True (DenseNet-BC): (depth - 4) / 6 bottleneck layers per block, a stem of 2k channels,
     compression theta (default 0.5). bc=False (DenseNet): (depth - 4) / 3 plain layers per block,
     a stem of 16 channels, theta default 1 (no compression).
-    layers: a layer factory class to use instead of the one memory_efficient chooses, e.g.
+    layers: a layer factory class to use instead of the network's own, e.g. (with memory_efficient=True)
     ``functools.partial(FastLayerFactory, shared_buffers=False)`` (``bench --ablation`` does this).
     """
     step = 6 if bc else 3
@@ -46,13 +45,14 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
         theta = 0.5 if bc else 1.0
     if not 0 < theta <= 1:
         raise ValueError(f"theta (compression) must lie in (0, 1], got {theta}")
-    return DenseNet(growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bc else 16,
-                    bn_size=4 if bc else None, compression=theta, drop_rate=dropout, num_classes=num_classes,
-                    stem="cifar", dtype=dtype, seed=seed, layers=layers or layer_factory(memory_efficient))
+    return densenet_class(memory_efficient)(
+        growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bc else 16, bn_size=4 if bc else None,
+        compression=theta, drop_rate=dropout, num_classes=num_classes, stem="cifar", dtype=dtype, seed=seed,
+        layers=layers)
 
 
 def _imagenet_densenet(block_config, num_classes, memory_efficient, options):
-    return DenseNet(32, block_config, num_classes=num_classes, layers=layer_factory(memory_efficient), **options)
+    return densenet_class(memory_efficient)(32, block_config, num_classes=num_classes, **options)
 
 
 def densenet121(num_classes=1000, memory_efficient=False, **options):

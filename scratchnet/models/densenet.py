@@ -14,8 +14,8 @@ so weights move between scratchnet and ``torchvision.models.densenet121`` unchan
 
 This file is the textbook DenseNet, built from ``scratchnet.nn``'s layers, which run
 ``scratchnet.ops``. A ``LayerFactory`` makes every layer, so that the same network can be built
-from the fast tier instead (``efficient_densenet.FastLayerFactory``: the memory-efficient
-DenseNet, same modules and names). The CIFAR and ImageNet configurations are in ``configs.py``.
+from the fast tier instead (``efficient_densenet.py``: the memory-efficient DenseNet, same modules
+and names). The CIFAR and ImageNet configurations are in ``configs.py``.
 """
 import math
 from collections import OrderedDict
@@ -56,14 +56,6 @@ class LayerFactory:
     def dense_block(self, num_layers, num_input_features, growth_rate, bn_size, drop_rate):
         return DenseBlock(num_layers, num_input_features, growth_rate, bn_size, drop_rate, make=self)
 
-    def to_internal(self, x):
-        """The network's input (N, C, H, W) in the layout its layers use: here the same."""
-        return x
-
-    def to_nchw(self, a):
-        """The inverse of ``to_internal``: an array of the layers' layout as (N, C, H, W)."""
-        return a
-
 
 def dense_layer_modules(num_input_features, growth_rate, bn_size, drop_rate, make):
     """BN-ReLU-Conv(1x1, bn_size*k)-BN-ReLU-Conv(3x3, k), or (bn_size None) BN-ReLU-Conv(3x3, k),
@@ -87,7 +79,8 @@ class DenseLayer(Sequential):
 
     Without a bottleneck (bn_size None) just BN-ReLU-Conv(3x3, k); dropout, when drop_rate > 0,
     follows each conv (``dense_layer_modules``).
-    forward(features: list of (N, C_i, H, W)) -> (N, k, H, W);
+    forward(features: list of (N, C_i, H, W)) -> (N, k, H, W) (with the fast tier's channel-major layers,
+    ``FastLayerFactory(shared_buffers=False)``: list of (C_i, N, H, W) -> (k, N, H, W));
     backward(dout) -> list of gradients, one per feature.
     """
 
@@ -165,20 +158,26 @@ class DenseNet(Module):
     compression: theta, the fraction of channels a transition keeps; drop_rate: dropout after each conv
     but the stem; stem: "cifar" (3x3 conv) or "imagenet" (7x7/2 conv, BN-ReLU, 3x3/2 max pool);
     seed: the weights' and the dropout masks' random generator (``self.rng``);
-    layers: the tier the layers come from, ``LayerFactory`` (textbook) or another factory class
-    (``efficient_densenet.FastLayerFactory``), called as ``layers(dtype, rng)``.
-    x: (N, 3, H, W) -> logits (N, num_classes), whatever layout the layers use inside.
+    layers: the class that makes the layers, called as ``layers(dtype, rng)``: ``LayerFactory`` (the default),
+    or a variant of it whose layers take the same (N, C, H, W) arrays.
+    x: (N, 3, H, W) -> logits (N, num_classes).
     """
+    layer_factory = LayerFactory        # the default of ``layers``; efficient_densenet.EfficientDenseNet has its own
 
     def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4,
                  compression=0.5, drop_rate=0.0, num_classes=1000, stem="imagenet", dtype=np.float32, seed=0,
-                 layers=LayerFactory):
+                 layers=None):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         # One generator for the initial weights and, afterwards, every dropout mask.
         self.rng = np.random.default_rng(seed)
-        self.make = make = layers(dtype, self.rng)
+        make = (layers or self.layer_factory)(dtype, self.rng)
+        if make.channel_axis != self.layer_factory.channel_axis:
+            raise ValueError(f"{type(self).__name__} runs layers whose channels are axis "
+                             f"{self.layer_factory.channel_axis}, but {type(make).__name__}'s are axis "
+                             f"{make.channel_axis}: the fast tier's channel-major layers belong in an "
+                             "EfficientDenseNet (densenet_cifar(..., memory_efficient=True))")
         modules = OrderedDict()
         if stem == "cifar":
             modules["conv0"] = make.conv(3, num_init_features, 3, padding=1)
@@ -211,11 +210,8 @@ class DenseNet(Module):
 
     def forward(self, x):
         """x: (N, 3, H, W) -> logits: (N, num_classes)."""
-        features = self.make.to_nchw(self.features(self.make.to_internal(x)))
-        return self.classifier(self.pool(features))
+        return self.classifier(self.pool(self.features(x)))
 
     def backward(self, dlogits):
         """dlogits: (N, num_classes) -> dx: (N, 3, H, W); every parameter's .grad accumulates."""
-        dfeatures = self.pool.backward(self.classifier.backward(dlogits))
-        # A change of layout only moves numbers, so its backward moves the gradient back: to_internal.
-        return self.make.to_nchw(self.features.backward(self.make.to_internal(dfeatures)))
+        return self.features.backward(self.pool.backward(self.classifier.backward(dlogits)))

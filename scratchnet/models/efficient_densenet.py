@@ -1,7 +1,8 @@
 """The memory-efficient DenseNet (Pleiss et al., 2017, "Memory-Efficient Implementation of DenseNets"),
 from the fast tier: the textbook DenseNet's modules and state-dict names, different components.
 
-``FastLayerFactory`` makes the layers of ``scratchnet.nn.fast_layers`` (channel-major arrays,
+``EfficientDenseNet`` is the textbook ``DenseNet`` with arrays turned channel-major at its edges;
+its ``FastLayerFactory`` makes the layers of ``scratchnet.nn.fast_layers`` (channel-major arrays,
 kn2row convolutions, batch norm fused with ReLU) and, instead of the textbook ``DenseBlock``,
 a ``SharedBufferDenseBlock``:
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from .. import fast
 from ..backend import get_array_module
 from ..nn import BatchNormReLU2d, ChannelMajorConv2d, ChannelMajorDropout, Module, ParallelAvgPool2d
-from .densenet import DenseBlock, LayerFactory, dense_layer_modules
+from .densenet import DenseBlock, DenseNet, LayerFactory, dense_layer_modules
 
 
 def swap_batch_and_channels(a):
@@ -60,13 +61,6 @@ class FastLayerFactory(LayerFactory):
         block = SharedBufferDenseBlock if self.shared_buffers else DenseBlock
         return block(num_layers, num_input_features, growth_rate, bn_size, drop_rate, make=self)
 
-    def to_internal(self, x):
-        """(N, C, H, W) -> (C, N, H, W)."""
-        return swap_batch_and_channels(x)
-
-    def to_nchw(self, a):
-        """(C, N, H, W) -> (N, C, H, W)."""
-        return swap_batch_and_channels(a)
 
 
 class SharedBufferDenseLayer(Module):
@@ -95,14 +89,14 @@ class SharedBufferDenseLayer(Module):
         return y
 
     def backward(self, dout, recompute=True):
-        """recompute: refill the shared scratch with norm1's output before conv1's backward reads it
-        (later layers overwrote it); the block's last layer was the last to write it and can skip that."""
+        """recompute: refill the shared scratch with norm1's output before conv1's backward reads it (conv1
+        keeps a view of the scratch, not a copy, and later layers overwrote it); the block's last layer was
+        the last to write it and can skip that."""
         for module in reversed(self._after_conv1()):
             dout = module.backward(dout)
-        dout = self.conv1.backward(dout)
         if recompute:
             self.norm1.recompute()
-        return self.norm1.backward_parts(dout)
+        return self.norm1.backward_parts(self.conv1.backward(dout))
 
 
 class SharedBufferDenseBlock(DenseBlock):
@@ -158,3 +152,22 @@ class SharedBufferDenseBlock(DenseBlock):
             offset[:start] += parts.offset
         fast.add_per_row_affine(grad[:C0], features[:C0], x_coef[:C0], offset[:C0])
         return grad[:C0]
+
+
+class EfficientDenseNet(DenseNet):
+    """The DenseNet of ``densenet.py`` built from the fast tier: channel-major (C, N, H, W) inside,
+    PyTorch's (N, C, H, W) at its edges, the same modules, state-dict names and results.
+
+    ``layers`` (default ``FastLayerFactory``) may be any factory of channel-major layers, e.g.
+    ``functools.partial(FastLayerFactory, shared_buffers=False)``. x: (N, 3, H, W) -> logits (N, num_classes).
+    """
+    layer_factory = FastLayerFactory
+
+    def forward(self, x):
+        features = swap_batch_and_channels(self.features(swap_batch_and_channels(x)))   # (N, C, h, w)
+        return self.classifier(self.pool(features))
+
+    def backward(self, dlogits):
+        # A transpose only moves numbers, so its backward moves the gradient back: the same transpose.
+        dfeatures = self.pool.backward(self.classifier.backward(dlogits))
+        return swap_batch_and_channels(self.features.backward(swap_batch_and_channels(dfeatures)))

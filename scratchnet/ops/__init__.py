@@ -32,3 +32,17 @@ __all__ = [
     "softmax_cross_entropy",
     "dropout_forward", "dropout_backward",
 ]
+
+# Names that moved to the fast tier when the ops were split into two tiers: still found here, with a warning.
+_MOVED_TO_FAST = ("batchnorm_relu_forward", "batchnorm_relu_backward", "batchnorm_relu_recompute", "batch_statistics")
+
+
+def __getattr__(name):
+    if name in _MOVED_TO_FAST:
+        import warnings
+
+        from .. import fast
+        warnings.warn(f"scratchnet.ops.{name} is scratchnet.fast.{name} now (the fused op is the fast tier's)",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(fast, name)
+    raise AttributeError(f"module 'scratchnet.ops' has no attribute {name!r}")

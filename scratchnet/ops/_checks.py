@@ -61,24 +61,23 @@ def check_dout(op, dout, shape):
         raise ValueError(f"{op}: dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 
 
-def check_conv_arguments(op, x, w, b, stride, pad, x_layout="(N, C, H, W)", channel_axis=1):
-    """Check a convolution's inputs: x 4-D in ``x_layout``, w (F, C, kh, kw) matching x, b (F,) or None.
+def check_conv_arguments(op, x, w, b, stride, pad):
+    """Check a convolution's inputs: x (N, C, H, W), w (F, C, kh, kw) matching x, b (F,) or None.
 
-    -> the array module. Raises a ValueError naming the op and the shapes.
+    -> the array module, out_h, out_w. Raises a ValueError naming the op and the shapes.
     """
     xp = array_module(op, x, w, b)
-    check_ndim(op, "x", x, 4, x_layout)
+    check_ndim(op, "x", x, 4, "(N, C, H, W)")
     check_ndim(op, "w", w, 4, "(F, C, kh, kw)")
     check_float(op, x=x, w=w, b=b)
     check_int(op, "stride", stride, 1)
     check_int(op, "pad", pad, 0)
-    check_channels(op, "x", x.shape[channel_axis], "w", w.shape, w.shape[1])
+    check_channels(op, "x", x.shape[1], "w", w.shape, w.shape[1])
     F, _, kh, kw = w.shape
     if b is not None and tuple(b.shape) != (F,):
         raise ValueError(f"{op}: b must have shape ({F},) to match w of shape {tuple(w.shape)}, got {tuple(b.shape)}")
-    output_size(op, x.shape[2], kh, stride, pad, "height")
-    output_size(op, x.shape[3], kw, stride, pad, "width")
-    return xp
+    return (xp, output_size(op, x.shape[2], kh, stride, pad, "height"),
+            output_size(op, x.shape[3], kw, stride, pad, "width"))
 
 
 def check_batchnorm_arguments(op, x, channels, train, gamma, beta, running_mean, running_var):

@@ -2,7 +2,7 @@
 
 A convolution slides F filters of shape (C, kh, kw) over the input. Written out,
 
-    out[n, f, y, x] = b[f] + sum over c, i, j of  w[f, c, i, j] * x_padded[n, c, s*y + i, s*x + j]
+    out[n, f, p, q] = b[f] + sum over c, i, j of  w[f, c, i, j] * x_padded[n, c, s*p + i, s*q + j]
 
 im2col copies every window the filters see into one column of a matrix with C*kh*kw rows, so
 that all filters on all windows are a single product ``w.reshape(F, C*kh*kw) @ col``.
@@ -29,7 +29,7 @@ def im2col(x, kh, kw, stride=1, pad=0):
     """Unfold every kh x kw window of ``x`` into a column.
 
     x: (N, C, H, W) -> col: (C*kh*kw, N*out_h*out_w), where
-    ``col[(c, i, j), (n, y, x)] = x_padded[n, c, stride*y + i, stride*x + j]``.
+    ``col[(c, i, j), (n, p, q)] = x_padded[n, c, stride*p + i, stride*q + j]``.
     """
     xp = array_module("im2col", x)
     check_ndim("im2col", "x", x, 4, "(N, C, H, W)")
@@ -78,14 +78,13 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0):
     -> out: (N, F, out_h, out_w) with out_h = (H + 2*pad - kh) // stride + 1 (out_w likewise),
        cache: a ConvCache(x_shape, col, w, has_bias, stride, pad) for ``conv2d_backward``.
     """
-    xp = check_conv_arguments("conv2d", x, w, b, stride, pad)
-    N, C, H, W = x.shape
+    xp, out_h, out_w = check_conv_arguments("conv2d", x, w, b, stride, pad)
+    N = x.shape[0]
     F, _, kh, kw = w.shape
     col = im2col(x, kh, kw, stride, pad)                     # (C*kh*kw, N*out_h*out_w)
     out = w.reshape(F, -1) @ col                             # (F, N*out_h*out_w): every filter on every window
     if b is not None:
         out += b[:, None]
-    out_h, out_w = (H + 2 * pad - kh) // stride + 1, (W + 2 * pad - kw) // stride + 1
     out = out.reshape(F, N, out_h, out_w).transpose(1, 0, 2, 3)
     return xp.ascontiguousarray(out), ConvCache(tuple(x.shape), col, w, b is not None, stride, pad)
 
@@ -95,15 +94,15 @@ def conv2d_backward(dout, cache):
 
     dout: (N, F, out_h, out_w) -> dx: (N, C, H, W), dw: (F, C, kh, kw), db: (F,) or None.
     """
-    x_shape, col, w, has_bias, stride, pad = cache
+    w, stride, pad = cache.w, cache.stride, cache.pad
     array_module("conv2d_backward", dout, w)
-    N, C, H, W = x_shape
+    N, C, H, W = cache.x_shape
     F, _, kh, kw = w.shape
     out_h = output_size("conv2d_backward", H, kh, stride, pad, "height")
     out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
     check_dout("conv2d_backward", dout, (N, F, out_h, out_w))
     dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, -1)     # (F, N*out_h*out_w): columns ordered as col's
-    dw = (dout_mat @ col.T).reshape(w.shape)
-    db = dout_mat.sum(axis=1) if has_bias else None
-    dx = col2im(w.reshape(F, -1).T @ dout_mat, x_shape, kh, kw, stride, pad)
+    dw = (dout_mat @ cache.col.T).reshape(w.shape)
+    db = dout_mat.sum(axis=1) if cache.has_bias else None
+    dx = col2im(w.reshape(F, -1).T @ dout_mat, cache.x_shape, kh, kw, stride, pad)
     return dx, dw, db

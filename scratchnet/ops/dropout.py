@@ -19,7 +19,8 @@ class DropoutCache(NamedTuple):
 def dropout_forward(x, p, train, rng):
     """x: any shape -> out: same shape, cache: a DropoutCache(keep, scale, x_shape).
 
-    p: probability of zeroing a value, 0 <= p <= 1. train=False (or p == 0) is the identity.
+    p: probability of zeroing a value, 0 <= p <= 1. train=False (or p == 0) is the identity:
+    out is x itself, not a copy, and dropout_backward then returns dout itself.
     rng: a NumPy or CuPy Generator (``backend.default_rng(seed)``). The same seed gives the
     same mask; a NumPy generator gives the same mask on the CPU and the GPU (drawn on the
     host and copied over), a CuPy one draws on the GPU (no copy, but other masks).

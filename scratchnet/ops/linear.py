@@ -5,7 +5,7 @@ from ._checks import array_module, check_channels, check_dout, check_float, chec
 
 
 class LinearCache(NamedTuple):
-    """What ``linear_backward`` needs from the forward pass."""
+    """What ``linear_backward`` needs from the forward pass: x itself, not a copy (change it, and dw changes)."""
     x: object           # (N, D)
     w: object           # (M, D)
     has_bias: bool

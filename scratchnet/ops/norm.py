@@ -46,14 +46,14 @@ class BatchNormCache(NamedTuple):
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum=0.1, eps=1e-5):
     """Batch norm over the channel axis 1.
 
-    x: (N, C, H, W) or (N, C); gamma, beta, running_mean, running_var: (C,)
+    x: (N, C, H, W) or (N, C) (any (N, C, ...)); gamma, beta, running_mean, running_var: (C,)
     train: use batch statistics and update running_mean/running_var in place
            (pass None for both to skip the update); otherwise use the running ones.
     -> out: same shape as x, cache: a BatchNormCache(x_hat, gamma, inv_std, train).
     """
     op = "batchnorm"
-    if x.ndim not in (2, 4):
-        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), got shape {tuple(x.shape)}")
+    if x.ndim < 2:
+        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C) (any (N, C, ...)), got shape {tuple(x.shape)}")
     xp = check_batchnorm_arguments(op, x, x.shape[1], train, gamma, beta, running_mean, running_var)
     axes = _reduced_axes(x)
     if train:
