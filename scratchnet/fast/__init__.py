@@ -12,7 +12,8 @@ and the textbook op it stands in for (tests/test_fast.py checks every pair in fl
 - ``dropout_forward`` / ``dropout_backward`` (``dropout.py``): ``ops.dropout_*`` on channel-major
   arrays, with the masks the textbook network draws;
 - ``parallel_slices``, ``add_rows``, ``add_per_row_affine`` (``threads.py``): element-wise work
-  split by rows over the CPU cores, bit for bit what one core computes.
+  split by rows over the CPU cores, bit for bit what one core computes;
+- ``layout.py``: the change between (N, C, H, W) and (C, N, H, W), as a view or as a copy.
 
 The layers built from these are in ``scratchnet.nn.fast_layers``, the memory-efficient DenseNet
 in ``scratchnet.models.efficient_densenet``. GPU-specific bodies live here too, each beside the

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from ..ops import col2im, im2col
 from ..ops._checks import array_module, check_conv_arguments, check_dout, check_ndim, output_size
+from .layout import swap_batch_and_channels, swapped_view
 from .threads import parallel_slices
 
 METHODS = ("auto", "im2col", "kn2row")
@@ -34,11 +35,6 @@ def choose_method(w_shape, stride):
 def _is_pointwise(kh, kw, stride, pad):
     # A 1x1 convolution with stride 1 and no padding: its column matrix is x itself.
     return kh == kw == 1 and stride == 1 and pad == 0
-
-
-def _swap_batch_and_channels(a):
-    # (N, C, H, W) <-> (C, N, H, W), as a view: the textbook's im2col and col2im work on (N, C, H, W).
-    return a.transpose(1, 0, 2, 3)
 
 
 class FastConvCache(NamedTuple):
@@ -68,7 +64,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
     """
     op = "conv2d"
     check_ndim(op, "x", x, 4, "(C, N, H, W)")
-    xp, out_h, out_w = check_conv_arguments(op, _swap_batch_and_channels(x), w, b, stride, pad)
+    xp, out_h, out_w = check_conv_arguments(op, swapped_view(x), w, b, stride, pad)
     C, N, H, W = x.shape
     F, _, kh, kw = w.shape
     if method == "auto":
@@ -82,7 +78,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
         if _is_pointwise(kh, kw, stride, pad):
             saved = x.reshape(C, N * H * W)
         else:
-            saved = im2col(_swap_batch_and_channels(x), kh, kw, stride, pad)
+            saved = im2col(swapped_view(x), kh, kw, stride, pad)
         out = (w.reshape(F, -1) @ saved).reshape(F, N, out_h, out_w)
     if b is not None:
         out += b[:, None, None, None]
@@ -180,5 +176,5 @@ def conv2d_backward(dout, cache):
     if _is_pointwise(kh, kw, stride, pad):
         dx = dcol.reshape(C, N, H, W)
     else:
-        dx = xp.ascontiguousarray(_swap_batch_and_channels(col2im(dcol, (N, C, H, W), kh, kw, stride, pad)))
+        dx = swap_batch_and_channels(col2im(dcol, (N, C, H, W), kh, kw, stride, pad))
     return dx, dw, db

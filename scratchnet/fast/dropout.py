@@ -6,20 +6,15 @@ holds the same values as (N, C, H, W). So the textbook op runs on the (N, C, H, 
 the array: the same seed then drops the same values in both tiers.
 """
 from .. import ops
-from ..backend import get_array_module
-
-
-def _swap(a):
-    # (C, N, H, W) <-> (N, C, H, W): a view.
-    return a.transpose(1, 0, 2, 3)
+from .layout import swap_batch_and_channels, swapped_view
 
 
 def dropout_forward(x, p, train, rng):
     """``ops.dropout_forward`` for channel-major x: (C, N, H, W) -> out: (C, N, H, W), cache: an ``ops.DropoutCache``."""
-    out, cache = ops.dropout_forward(_swap(x), p, train, rng)
-    return get_array_module(x).ascontiguousarray(_swap(out)), cache
+    out, cache = ops.dropout_forward(swapped_view(x), p, train, rng)
+    return swap_batch_and_channels(out), cache
 
 
 def dropout_backward(dout, cache):
     """dout: (C, N, H, W) -> dx: (C, N, H, W)."""
-    return get_array_module(dout).ascontiguousarray(_swap(ops.dropout_backward(_swap(dout), cache)))
+    return swap_batch_and_channels(ops.dropout_backward(swapped_view(dout), cache))

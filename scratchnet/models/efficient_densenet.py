@@ -22,13 +22,9 @@ from dataclasses import dataclass
 
 from .. import fast
 from ..backend import get_array_module
+from ..fast.layout import swap_batch_and_channels
 from ..nn import BatchNormReLU2d, ChannelMajorConv2d, ChannelMajorDropout, Module, ParallelAvgPool2d
 from .densenet import DenseBlock, DenseNet, LayerFactory, dense_layer_modules
-
-
-def swap_batch_and_channels(a):
-    """(N, C, H, W) <-> (C, N, H, W), as a contiguous array."""
-    return get_array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3))
 
 
 @dataclass
