@@ -8,6 +8,7 @@
 
 The command line (parsing, checking, resuming) is ``train.py``.
 """
+import importlib
 import json
 import signal
 import sys
@@ -31,22 +32,21 @@ class MissingExtraError(RuntimeError):
     """A package that training needs (tqdm, matplotlib) is not installed."""
 
 
-def _tqdm():
+def _require(package, needed_for):
+    """Import ``package``, or raise a MissingExtraError saying what training needs it for and what to install."""
     try:
-        from tqdm import tqdm
+        return importlib.import_module(package)
     except ImportError as e:
-        raise MissingExtraError(f"training shows progress bars with tqdm, which is not installed ({e}): "
+        raise MissingExtraError(f"training {needed_for} with {package}, which is not installed ({e}): "
                                 f"{TRAIN_EXTRA_HINT}") from None
-    return tqdm
+
+
+def _tqdm():
+    return _require("tqdm", "shows progress bars").tqdm
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise MissingExtraError(f"training plots its curves with matplotlib, which is not installed ({e}): "
-                                f"{TRAIN_EXTRA_HINT}") from None
-    matplotlib.use("Agg")
+    _require("matplotlib", "plots its curves").use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
