@@ -46,7 +46,7 @@ def _import_cupy():
         raise GPUUnavailableError(
             f"the GPU was requested but CuPy is not installed ({e}). "
             f"Install it with `{GPU_INSTALL_HINT}` (from a checkout: `pip install -e \".[gpu]\"`; CuPy for "
-            "CUDA 12), or use the CPU: device='cpu'."
+            "CUDA 13, or `[gpu-cuda12]` for a CUDA 12 driver), or use the CPU: device='cpu'."
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
