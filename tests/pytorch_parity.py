@@ -10,7 +10,7 @@ import numpy as np
 
 from scratchnet.backend import to_device, to_numpy
 from scratchnet.gradcheck import norm_rel_error, rel_error
-from scratchnet.models import densenet121, densenet_cifar
+from scratchnet.models import densenet121, densenet161, densenet_cifar
 
 # float64 agrees element by element (CS231n's rel_error); float32 at the tensors' scale,
 # since element-wise float32 errors of values near zero are rounding noise.
@@ -45,6 +45,11 @@ def _torch_densenet121(num_classes):
     return torch_densenet121(num_classes)
 
 
+def _torch_densenet161(num_classes):
+    from scratchnet.bench.torch_reference import TorchDenseNet   # torchvision's densenet161 configuration
+    return TorchDenseNet(48, (6, 12, 36, 24), 96, 4, 0.5, num_classes, "imagenet")
+
+
 # name -> (build(**options), build the PyTorch reference or None, image size), all float64.
 NETWORKS = {
     "BC-16-6": (lambda **kw: densenet_cifar(16, 6, dtype=np.float64, **kw),
@@ -53,6 +58,9 @@ NETWORKS = {
     "DenseNet-10-4": (lambda **kw: densenet_cifar(10, 4, bc=False, dtype=np.float64, **kw),
                       lambda: _torch_densenet_cifar(10, 4, False), 16),
     "DenseNet-121": (lambda **kw: densenet121(num_classes=7, dtype=np.float64, **kw), lambda: _torch_densenet121(7),
+                     64),
+    # 64x64, as DenseNet-121: at 32x32 the last block normalises 3 values per channel, ill-conditioned.
+    "DenseNet-161": (lambda **kw: densenet161(num_classes=7, dtype=np.float64, **kw), lambda: _torch_densenet161(7),
                      64),
 }
 WITH_REFERENCE = sorted(name for name, (_, reference, _) in NETWORKS.items() if reference is not None)

@@ -1,16 +1,18 @@
-"""DenseNet: published parameter counts, torchvision's state-dict names, and the whole
-network against a PyTorch DenseNet in float64 (logits, every gradient, running statistics),
-for the textbook DenseNet and the memory-efficient one alike."""
+"""DenseNet: published parameter counts, torchvision's state-dict names (and the old ones of its
+published checkpoints), load_state_dict strict and not, and the whole network against a PyTorch
+DenseNet in float64 (logits, every gradient, running statistics), for the textbook DenseNet and
+the memory-efficient one alike."""
 import re
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 
-from pytorch_parity import WITH_REFERENCE, network_against_pytorch
+from pytorch_parity import WITH_REFERENCE, network_against_pytorch, randomised_batch_norms
 from scratchnet import ops
 from scratchnet.backend import to_device
 from scratchnet.gradcheck import check_module_directional, norm_rel_error
-from scratchnet.models import densenet121, densenet169, densenet201, densenet_cifar
+from scratchnet.models import densenet121, densenet161, densenet169, densenet201, densenet_cifar
 
 
 @pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])
@@ -23,7 +25,8 @@ from scratchnet.models import densenet121, densenet169, densenet201, densenet_ci
     (densenet121, 7_978_856),
     (densenet169, 14_149_480),
     (densenet201, 20_013_928),
-], ids=["DenseNet-40-12", "BC-100-12", "BC-100-12-C100", "BC-250-24", "BC-190-40", "121", "169", "201"])
+    (densenet161, 28_681_000),      # torchvision's figure, and TorchDenseNet(48, (6, 12, 36, 24), 96, ...)'s count
+], ids=["DenseNet-40-12", "BC-100-12", "BC-100-12-C100", "BC-250-24", "BC-190-40", "121", "169", "201", "161"])
 def test_parameter_counts_are_the_published_ones(build, expected, memory_efficient):
     assert build(memory_efficient=memory_efficient).num_parameters() == expected
 
@@ -125,6 +128,110 @@ def test_load_state_dict_copies_values_in_place_and_keeps_dtype():
     state = {name: np.full(np.shape(value), 0.5, dtype=np.float64) for name, value in model.state_dict().items()}
     model.load_state_dict(state)
     assert model.classifier.weight.data is weight and weight.dtype == np.float32 and (weight == 0.5).all()
+
+
+def random_state(model, seed=0):
+    """The model's state dict with every value random: normal floats, counts from 1 to 99."""
+    rng = np.random.default_rng(seed)
+    return {name: np.asarray(rng.integers(1, 100, value.shape) if value.dtype.kind == "i"
+                             else rng.standard_normal(value.shape))
+            for name, value in model.state_dict().items()}
+
+
+def copy_of_state(model):
+    return {name: np.array(value) for name, value in model.state_dict().items()}
+
+
+def test_strict_false_loads_the_keys_in_both_and_reports_the_rest_as_pytorch_does(torch):
+    from scratchnet.bench.torch_reference import torch_densenet_cifar
+    model, reference = densenet_cifar(16, 6, dtype=np.float64), torch_densenet_cifar(16, 6, True).double()
+    before, state = copy_of_state(model), random_state(model)
+    assert model.load_state_dict(state) == ([], []) and model.load_state_dict(state).missing_keys == []
+    model.load_state_dict(before)
+    partial = {key: value for key, value in state.items() if "denseblock2" not in key and key != "classifier.bias"}
+    partial.update({"features.norm0.weight": np.ones(12), "head.weight": np.ones(3)})   # no such modules
+    with pytest.raises(ValueError, match=r"25 missing key\(s\).*; 2 unexpected key\(s\)"):
+        model.load_state_dict(partial)
+    assert all(np.array_equal(value, before[key]) for key, value in model.state_dict().items())
+
+    ours = model.load_state_dict(partial, strict=False)
+    tensors = OrderedDict((key, torch.from_numpy(value)) for key, value in partial.items())
+    # With PyTorch's version metadata, as its own state dicts carry: without it, PyTorch's batch norm
+    # fills in an absent num_batches_tracked instead of reporting it.
+    tensors._metadata = reference.state_dict()._metadata
+    theirs = reference.load_state_dict(tensors, strict=False)
+    assert sorted(ours.missing_keys) == sorted(theirs.missing_keys) and len(ours.missing_keys) == 25
+    assert sorted(ours.unexpected_keys) == sorted(theirs.unexpected_keys) == ["features.norm0.weight", "head.weight"]
+    reference_state = reference.state_dict()
+    for key, value in model.state_dict().items():
+        assert np.array_equal(value, partial[key] if key in partial else before[key]), key
+        if key in partial:
+            assert np.array_equal(value, reference_state[key].numpy()), key
+
+    # A shape mismatch is an error even with strict=False, in PyTorch too; here nothing is loaded.
+    loaded = copy_of_state(model)
+    wrong = {**state, "classifier.weight": np.zeros((10, 5))}
+    message = "classifier.weight has shape (10, 5) but the model expects (10, 24)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.load_state_dict(wrong, strict=False)
+    with pytest.raises(RuntimeError, match="size mismatch for classifier.weight"):
+        reference.load_state_dict({key: torch.from_numpy(value) for key, value in wrong.items()}, strict=False)
+    assert all(np.array_equal(value, loaded[key]) for key, value in model.state_dict().items())
+
+
+def legacy_torchvision_names(state):
+    """The state dict spelled as torchvision's published checkpoints are: ``denselayer1.norm.1.weight``
+    for ``denselayer1.norm1.weight`` (a dot before the layer's 1 or 2), and no num_batches_tracked."""
+    return {re.sub(r"(\.denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", key): value
+            for key, value in state.items() if not key.endswith(".num_batches_tracked")}
+
+
+@pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])
+@pytest.mark.parametrize("bc", [True, False], ids=["BC", "basic"])
+def test_the_old_names_of_torchvisions_checkpoints_load_each_value_into_its_place(bc, memory_efficient):
+    model = densenet_cifar(16 if bc else 10, 4, bc=bc, dtype=np.float64, memory_efficient=memory_efficient)
+    for key, count in model.named_buffers():
+        if key.endswith(".num_batches_tracked"):
+            count[...] = 5                  # the checkpoint has no counts: each batch norm keeps its own
+    before, state = copy_of_state(model), random_state(model)
+    legacy = legacy_torchvision_names(state)
+    keys = list(legacy)
+    assert "features.denseblock1.denselayer2.norm.1.running_var" in legacy
+    assert "features.transition1.norm.weight" in legacy and "features.norm5.weight" in legacy    # not renamed
+    assert model.load_state_dict(legacy) == ([], [])
+    assert list(legacy) == keys                                     # the caller's dict is left as it was
+    for key, value in model.state_dict().items():
+        expected = before[key] if key.endswith(".num_batches_tracked") else state[key]
+        assert np.array_equal(value, expected), key
+
+
+def test_a_densenet121_checkpoint_in_torchvisions_old_names_loads_as_torchvision_loads_it(torch):
+    # The issue's case: 580 keys renamed and 121 counts absent, so 701 missing and 580 unexpected before.
+    from scratchnet.bench.torch_reference import torch_densenet121
+    torch.manual_seed(0)
+    reference = randomised_batch_norms({key: value.numpy() for key, value in torch_densenet121().state_dict().items()})
+    legacy = legacy_torchvision_names(reference)
+    assert len(set(reference) - set(legacy)) == 701 and len(set(legacy) - set(reference)) == 580
+    model = densenet121(dtype=np.float64)
+    assert model.load_state_dict(legacy) == ([], [])
+    for key, value in model.state_dict().items():
+        assert np.array_equal(value, reference[key]), key
+
+
+def test_a_key_given_in_both_spellings_is_an_error_that_names_it():
+    model = densenet_cifar(10, 4, dtype=np.float64)
+    before, state = copy_of_state(model), random_state(model)
+    modern, old = "features.denseblock2.denselayer1.conv2.weight", "features.denseblock2.denselayer1.conv.2.weight"
+    both = {**state, old: state[modern]}
+    with pytest.raises(ValueError, match=re.escape(f"load_state_dict: {modern} is given twice, also under "
+                                                   f"torchvision's old name {old}")):
+        model.load_state_dict(both, strict=False)
+    assert all(np.array_equal(value, before[key]) for key, value in model.state_dict().items())
+    mixed = {name: value for name, value in state.items() if "denseblock1" not in name}
+    mixed.update(legacy_torchvision_names({name: value for name, value in state.items() if "denseblock1" in name}))
+    assert model.load_state_dict(mixed) == ([], [])             # one spelling per key, either: fine
+    assert all(np.array_equal(value, state[key]) for key, value in model.state_dict().items()
+               if not key.endswith(".num_batches_tracked"))
 
 
 @pytest.mark.parametrize("memory_efficient", [False, True], ids=["textbook", "memory-efficient"])

@@ -3,11 +3,12 @@
 ``densenet.py`` is the textbook DenseNet; ``efficient_densenet.py`` the memory-efficient one from
 the fast tier (same modules and names); ``configs.py`` the named configurations.
 """
-from .configs import (densenet121, densenet169, densenet201, densenet264, densenet_cifar, densenet_class,
+from .configs import (densenet121, densenet161, densenet169, densenet201, densenet264, densenet_cifar, densenet_class,
                       valid_cifar_depths)
 from .densenet import DenseBlock, DenseLayer, DenseNet, LayerFactory, Transition, dense_layer_modules
 from .efficient_densenet import EfficientDenseNet, FastLayerFactory, SharedBufferDenseBlock, SharedBufferDenseLayer
 
 __all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "LayerFactory", "dense_layer_modules",
            "EfficientDenseNet", "FastLayerFactory", "SharedBufferDenseBlock", "SharedBufferDenseLayer", "densenet_class",
-           "densenet_cifar", "valid_cifar_depths", "densenet121", "densenet169", "densenet201", "densenet264"]
+           "densenet_cifar", "valid_cifar_depths", "densenet121", "densenet161", "densenet169", "densenet201",
+           "densenet264"]

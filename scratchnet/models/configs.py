@@ -1,4 +1,4 @@
-"""The paper's DenseNets by name: the CIFAR family (depth L, growth rate k) and DenseNet-121/169/201/264.
+"""The paper's DenseNets by name: the CIFAR family (depth L, growth rate k) and DenseNet-121/161/169/201/264.
 
 ``memory_efficient`` chooses the tier: False, the textbook ``DenseNet`` (``scratchnet.ops``
 through ``scratchnet.nn``); True, the memory-efficient ``EfficientDenseNet`` (``scratchnet.fast``,
@@ -51,8 +51,9 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
         layers=layers)
 
 
-def _imagenet_densenet(block_config, num_classes, memory_efficient, options):
-    return densenet_class(memory_efficient)(32, block_config, num_classes=num_classes, **options)
+def _imagenet_densenet(block_config, num_classes, memory_efficient, options, growth_rate=32, num_init_features=64):
+    return densenet_class(memory_efficient)(growth_rate, block_config, num_init_features, num_classes=num_classes,
+                                            **options)
 
 
 def densenet121(num_classes=1000, memory_efficient=False, **options):
@@ -61,6 +62,13 @@ def densenet121(num_classes=1000, memory_efficient=False, **options):
     options: DenseNet's dtype, seed, drop_rate.
     """
     return _imagenet_densenet((6, 12, 24, 16), num_classes, memory_efficient, options)
+
+
+def densenet161(num_classes=1000, memory_efficient=False, **options):
+    """DenseNet-161: k = 48, blocks of (6, 12, 36, 24) layers, a stem of 96 channels (torchvision's);
+    options as densenet121's."""
+    return _imagenet_densenet((6, 12, 36, 24), num_classes, memory_efficient, options, growth_rate=48,
+                              num_init_features=96)
 
 
 def densenet169(num_classes=1000, memory_efficient=False, **options):

@@ -18,6 +18,7 @@ from the fast tier instead (``efficient_densenet.py``: the memory-efficient Dens
 and names). The CIFAR and ImageNet configurations are in ``configs.py``.
 """
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -150,6 +151,29 @@ class Transition(Sequential):
         super().__init__(layers)
 
 
+# torchvision's published DenseNet checkpoints predate PyTorch 0.4, which forbade dots in module names:
+# their layers' keys read ``denselayer1.norm.1.weight`` for ``denselayer1.norm1.weight``. torchvision
+# renames them with this pattern, joining its two groups; so do we.
+LEGACY_TORCHVISION_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def modern_torchvision_names(state):
+    """A new state dict with torchvision's old layer keys renamed (``norm.1.weight`` -> ``norm1.weight``),
+    and whether there were any. A key given in both spellings is a ValueError naming it."""
+    renamed, old_names = OrderedDict(), {}
+    for key, value in state.items():
+        match = LEGACY_TORCHVISION_KEY.match(key)
+        name = match.group(1) + match.group(2) if match else key
+        if match:
+            old_names[name] = key
+        if name in renamed:
+            raise ValueError(f"load_state_dict: {name} is given twice, also under torchvision's old name "
+                             f"{old_names[name]}")
+        renamed[name] = value
+    return renamed, bool(old_names)
+
+
 class DenseNet(Module):
     """A stem, dense blocks joined by transitions, then BN-ReLU-global average pool-linear.
 
@@ -207,6 +231,18 @@ class DenseNet(Module):
                 module.weight.data[...] = kaiming_normal(rng, module.weight.shape, dtype)
             elif isinstance(module, Linear):
                 module.bias.data[...] = 0
+
+    def load_state_dict(self, state, strict=True):
+        """Module.load_state_dict, accepting torchvision's published checkpoints as torchvision loads them:
+        old layer keys renamed (``modern_torchvision_names``) and, since those checkpoints also predate
+        ``num_batches_tracked``, each batch norm keeping its own count (PyTorch's BatchNorm does the same).
+        """
+        state, legacy = modern_torchvision_names(state)
+        if legacy:
+            for key, buffer in self.named_buffers():
+                if key.endswith(".num_batches_tracked"):
+                    state.setdefault(key, buffer)
+        return super().load_state_dict(state, strict)
 
     def forward(self, x):
         """x: (N, 3, H, W) -> logits: (N, num_classes)."""

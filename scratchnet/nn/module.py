@@ -9,11 +9,15 @@ A Module keeps three kinds of state, registered by assignment as in PyTorch:
 Unlike PyTorch there is no autograd: every module writes its own ``backward(dout)``,
 which returns the gradient of its input and adds its parameters' gradients to ``.grad``.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from ..backend import device_of, to_device
+
+# What load_state_dict returns, as PyTorch's does (torch.nn.modules.module._IncompatibleKeys):
+# the model's keys the state dict lacked, and the state dict's keys the model lacks.
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
 class Parameter:
@@ -146,25 +150,32 @@ class Module:
         state.update(self.named_buffers())
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, strict=True):
         """Copy arrays into the parameters and buffers, in place, after checking every key and shape.
 
         Accepts anything array-like (NumPy, CuPy, or PyTorch tensors' ``.numpy()``): a
         state dict of torchvision's DenseNet loads as it is. Values are converted to
         each parameter's dtype and device.
+        strict: True, every key must match (ValueError otherwise); False, the keys in both are loaded.
+        Either way a shape mismatch of a key to be loaded is a ValueError (as in PyTorch), and
+        nothing is loaded when it raises.
+        Returns IncompatibleKeys(missing_keys, unexpected_keys), lists of names, as PyTorch does.
         """
         own = self.state_dict()
         missing = [key for key in own if key not in state]
         unexpected = [key for key in state if key not in own]
-        if missing or unexpected:
+        if strict and (missing or unexpected):
             raise ValueError(_describe_key_mismatch(missing, unexpected))
-        for key, target in own.items():
-            if tuple(np.shape(state[key])) != tuple(target.shape):
+        loaded = [key for key in own if key in state]
+        for key in loaded:
+            if tuple(np.shape(state[key])) != tuple(own[key].shape):
                 raise ValueError(f"load_state_dict: {key} has shape {tuple(np.shape(state[key]))} "
-                                 f"but the model expects {tuple(target.shape)}")
-        for key, target in own.items():
+                                 f"but the model expects {tuple(own[key].shape)}")
+        for key in loaded:
+            target = own[key]
             value = state[key] if _is_array(state[key]) else np.asarray(state[key])   # e.g. a torch tensor
             target[...] = to_device(value, device_of(target)).astype(target.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
 
     # -- running ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
