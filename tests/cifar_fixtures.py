@@ -1,9 +1,9 @@
 """Small synthetic CIFAR archives in the official "python version" layout, built by the tests themselves.
 
 Each file is a pickle of a dict with bytes keys (what the official Python-2 pickles
-give under ``encoding="bytes"``; protocol 4, since Python 3's protocol 2 spells bytes
-with a codec call that the loader rightly refuses): ``data`` a uint8 (n, 3072) array whose rows are
-the R, G and B planes of a 32x32 image, and the labels as a list of ints.
+give under ``encoding="bytes"``; str keys on request): ``data`` a uint8 (n, 3072) array
+whose rows are the R, G and B planes of a 32x32 image, and the labels as a list of ints.
+Protocol 4 unless asked otherwise; every protocol spells arrays and bytes its own way.
 """
 import dataclasses
 import hashlib
@@ -16,12 +16,13 @@ import numpy as np
 from scratchnet.data import cifar
 
 
-def _write_pickle(path, entries):
+def write_pickle(path, entries, protocol=4, str_keys=False):
+    """Pickle the dict entries (str keys) to path, its keys as bytes unless str_keys."""
     with open(path, "wb") as f:
-        pickle.dump({key.encode(): value for key, value in entries.items()}, f, protocol=4)
+        pickle.dump({key if str_keys else key.encode(): value for key, value in entries.items()}, f, protocol=protocol)
 
 
-def make_cifar_folder(root, name="cifar10", per_file=6, seed=0):
+def make_cifar_folder(root, name="cifar10", per_file=6, seed=0, protocol=4, str_keys=False):
     """Write spec.folder under root; return (images, labels) of the training and test splits."""
     spec = cifar.SPECS[name]
     rng = np.random.default_rng(seed)
@@ -33,10 +34,10 @@ def make_cifar_folder(root, name="cifar10", per_file=6, seed=0):
         for file in files:
             data = rng.integers(0, 256, size=(per_file, 3072), dtype=np.uint8)
             labels = [int(v) for v in rng.integers(0, len(classes), size=per_file)]
-            _write_pickle(folder / file, {"data": data, spec.label_key: labels, "batch_label": split})
+            write_pickle(folder / file, {"data": data, spec.label_key: labels, "batch_label": split}, protocol, str_keys)
             written[split][0].append(data.reshape(-1, 3, 32, 32))
             written[split][1].extend(labels)
-    _write_pickle(folder / spec.meta_file, {spec.names_key: [c.encode() for c in classes]})
+    write_pickle(folder / spec.meta_file, {spec.names_key: [c.encode() for c in classes]}, protocol, str_keys)
     return {split: (np.concatenate(images), np.array(labels)) for split, (images, labels) in written.items()}
 
 

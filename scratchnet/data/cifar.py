@@ -5,11 +5,18 @@
 against its published MD5 and extracted), or downloads the archive from the
 Toronto site. Every file is written under a temporary name and renamed only
 once it is complete and verified, so an interrupted download or extraction
-never leaves something that later looks valid.
+never leaves something that later looks valid. Nothing is ever deleted on the
+user's behalf, nor advised to be: offline, a file that fails a check may be the
+only copy, so the advice is to move it aside.
+
+The batch files are pickles, and loading a pickle can run code; ``pickles.load_plain``
+builds plain data only (dicts, lists, numbers, bytes, arrays of numbers no larger than a
+CIFAR file holds), from any pickle protocol, and every file's contents are checked here.
 """
+import gzip
 import hashlib
 import os
-import pickle
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -20,6 +27,8 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import numpy as np
+
+from .pickles import MAX_ARRAY_BYTES, MAX_FILE_BYTES, load_plain, text
 
 
 class DataError(RuntimeError):
@@ -85,7 +94,6 @@ def load_cifar(name="cifar10", data_dir="data", download=True, progress=True):
         if not archive.is_file():
             if not download:
                 raise DataError(_missing_message(spec, data_dir, "downloading is switched off"))
-            data_dir.mkdir(parents=True, exist_ok=True)
             download_archive(spec, archive, progress)
         verify_md5(archive, spec)
         extract_archive(archive, data_dir, spec)
@@ -98,6 +106,20 @@ def _missing_message(spec, data_dir, reason):
             f"{spec.archive} or the extracted {spec.folder}/.")
 
 
+# No advice deletes anything: offline, the file that failed a check may be the only copy.
+def _shell(path):
+    return shlex.quote(str(path))
+
+
+def _move_aside(path):
+    return f"move it aside (mv {_shell(path)} {_shell(path)}.bad) and run again for a fresh copy"
+
+
+def _not_writable(folder, error, instead):
+    return (f"{folder}/ is not writable ({error}). Make it writable (chmod u+w {_shell(folder)}), "
+            f"or {instead} and point --data-dir there.")
+
+
 def file_md5(path, chunk_size=1 << 20):
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -106,12 +128,17 @@ def file_md5(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
-def verify_md5(archive, spec):
+def verify_md5(archive, spec, advice=None):
+    """Refuse ``archive`` unless its MD5 is the published one; ``advice`` ends the message (default: a kept file's)."""
     actual = file_md5(archive)
     if actual != spec.md5:
+        archive = Path(archive)
+        advice = advice or (
+            f"It was kept. If it is a copy you trust (re-packed, say), extract it yourself (tar -xf "
+            f"{_shell(archive)} -C {_shell(archive.parent)}): scratchnet then reads {spec.folder}/ and checks "
+            f"every file in it. Otherwise {_move_aside(archive)}, or fetch {spec.url} by hand.")
         raise DataError(f"{archive} has MD5 {actual}, but the published MD5 of {spec.archive} is {spec.md5}: "
-                        f"the file is truncated, corrupted or not the official archive. Delete it and run again to "
-                        f"download it afresh, or fetch {spec.url} by hand.")
+                        f"it is truncated, corrupted or not the official archive. {advice}")
 
 
 def _progress_bar(total, description):
@@ -127,7 +154,13 @@ def download_archive(spec, destination, progress=True):
     destination = Path(destination)
     partial = destination.with_name(destination.name + ".part")
     try:
-        with urlopen(spec.url, timeout=60) as response, open(partial, "wb") as out:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        out = open(partial, "wb")
+    except OSError as e:
+        raise DataError(f"cannot download {spec.archive}: " + _not_writable(
+            destination.parent, e, "choose a folder you can write")) from None
+    try:
+        with out, urlopen(spec.url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
             bar = _progress_bar(total, f"downloading {spec.archive}") if progress else None
             while chunk := response.read(1 << 20):
@@ -136,7 +169,7 @@ def download_archive(spec, destination, progress=True):
                     bar.update(len(chunk))
             if bar is not None:
                 bar.close()
-        verify_md5(partial, spec)
+        verify_md5(partial, spec, f"The download was discarded; run again to retry, or fetch {spec.url} by hand.")
         os.replace(partial, destination)
     except (URLError, OSError) as e:
         raise DataError(_missing_message(spec, destination.parent, f"downloading it failed ({e})")) from None
@@ -145,8 +178,14 @@ def download_archive(spec, destination, progress=True):
 
 
 def extract_archive(archive, data_dir, spec):
-    """Extract spec.folder from the archive into a temporary folder, then rename it into place."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{spec.folder}-", dir=data_dir))
+    """Extract spec.folder from the archive into a temporary folder, then rename it into place; the archive is kept."""
+    data_dir = Path(data_dir)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{spec.folder}-", dir=data_dir))
+    except OSError as e:         # a read-only data folder: nothing was written, nothing to clean up
+        raise DataError(f"cannot extract {archive}: " + _not_writable(
+            data_dir, e, f"extract it in a folder you can write (mkdir -p DIR && tar -xf {_shell(archive)} -C DIR)"
+        )) from None
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = [m for m in tar.getmembers() if m.name.split("/")[0] == spec.folder]
@@ -157,9 +196,13 @@ def extract_archive(archive, data_dir, spec):
             safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(staging, members=members, **safe)
         _require_files(staging / spec.folder, spec, archive)
-        os.replace(staging / spec.folder, Path(data_dir) / spec.folder)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-        raise DataError(f"could not extract {archive} ({e}); delete it and run again, or fetch {spec.url} by hand")
+        os.replace(staging / spec.folder, data_dir / spec.folder)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"could not extract {archive} ({e}). It was kept: {_move_aside(archive)}, "
+                        f"or fetch {spec.url} by hand.") from None
+    except OSError as e:         # writing failed: a full disk, say
+        raise DataError(f"could not extract {archive} into {data_dir}/ ({e}); nothing was left there and the "
+                        f"archive was kept. Make room (or fix the folder) and run again.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -167,52 +210,97 @@ def extract_archive(archive, data_dir, spec):
 def _require_files(folder, spec, source):
     missing = [f for f in spec.train_files + spec.test_files + (spec.meta_file,) if not (folder / f).is_file()]
     if missing:
-        raise DataError(f"{source} lacks {', '.join(missing)} of {spec.folder}/: it is incomplete. Delete it "
-                        f"and run again, or fetch {spec.url} by hand.")
+        raise DataError(f"{source} lacks {', '.join(missing)} of {spec.folder}/: it is incomplete. Nothing was "
+                        f"changed: {_move_aside(source)}, or fetch {spec.url} by hand.")
 
 
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """The CIFAR files are pickles; this unpickler builds NumPy arrays and nothing else."""
+def _describe(value):
+    """What a value is, for a message: "a uint8 array of shape (6, 3072)", "a list of float, int", "an int"."""
+    if isinstance(value, np.ndarray):
+        what = f"{value.dtype} array of shape {value.shape}"
+    elif isinstance(value, (list, tuple)) and value:
+        what = f"{type(value).__name__} of {', '.join(sorted({type(v).__name__ for v in value}))}"
+    else:
+        what = ("empty " if isinstance(value, (list, tuple)) else "") + type(value).__name__
+    return ("an " if what[0] in "aeio" else "a ") + what     # a uint8, an int8
 
-    def find_class(self, module, name):
-        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
-            return getattr(np, name)
-        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            return np.ndarray.__reduce__(np.zeros(0))[0]     # numpy's own _reconstruct, wherever it lives
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR file")
+
+def _bad_file(path, what):
+    return DataError(f"{path} is not a usable CIFAR file: {what}. Nothing was changed; to replace "
+                     f"{path.parent}/, {_move_aside(path.parent)}.")
 
 
 def _read_pickle(path):
+    """The dict a CIFAR file holds, with str keys (read by ``pickles.load_plain``: plain data only)."""
     try:
-        with open(path, "rb") as f:
-            entries = _ArraysOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise DataError(f"{path} is not a readable CIFAR file ({e}); delete its folder and run again") from None
-    return {key.decode() if isinstance(key, bytes) else key: value for key, value in entries.items()}
+        size = path.stat().st_size
+        blob = path.read_bytes() if size <= MAX_FILE_BYTES else None
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e})") from None
+    if blob is None:
+        raise _bad_file(path, f"it is {size:,} bytes, more than any CIFAR file ({MAX_FILE_BYTES:,} at most)")
+    try:
+        entries = load_plain(blob)
+    except MemoryError:
+        raise DataError(f"reading {path} ran out of memory: a CIFAR file needs at most {MAX_ARRAY_BYTES:,} bytes, "
+                        f"so either it claims far more than that or this machine is short of memory") from None
+    except Exception as e:       # a damaged or crafted pickle fails in many ways; each means the same here
+        raise _bad_file(path, f"it is not a readable pickle of plain data ({type(e).__name__}: {e})") from None
+    if not isinstance(entries, dict):
+        raise _bad_file(path, f"it holds {_describe(entries)}, not a dict")
+    return {text(key): value for key, value in entries.items()}
 
 
-def _read_split(folder, files, spec):
+def _entry(entries, key, path):
+    if key not in entries:
+        present = ", ".join(repr(k) for k in list(entries)[:8]) or "none"
+        raise _bad_file(path, f"it has no {key!r} entry (its entries: {present})")
+    return entries[key]
+
+
+def _read_labels(entries, key, count, num_classes, path):
+    """The labels as int64 (count,): a list of ints (the official form) or a 1-D integer array."""
+    labels = _entry(entries, key, path)
+    is_array = isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu"
+    is_list = isinstance(labels, (list, tuple)) and all(type(v) is int for v in labels)   # True is not a class
+    if not (is_array or is_list):
+        raise _bad_file(path, f"{key!r} is {_describe(labels)}, not a list of class indices (ints)")
+    if len(labels) != count:
+        raise _bad_file(path, f"it holds {count} images but {len(labels)} labels in {key!r}")
+    if count and not 0 <= min(labels) <= max(labels) < num_classes:
+        raise _bad_file(path, f"its labels lie outside 0..{num_classes - 1} (the classes its meta file names)")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def _read_split(folder, files, spec, num_classes):
     images, labels = [], []
     for file in files:
-        entries = _read_pickle(folder / file)
-        data = np.asarray(entries["data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(entries[spec.label_key]) != len(data):
-            raise DataError(f"{folder / file} does not hold 32x32 colour images with one label each")
+        path = folder / file
+        entries = _read_pickle(path)
+        data = _entry(entries, "data", path)
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                and data.shape[1] == 3 * 32 * 32):
+            raise _bad_file(path, f"'data' is {_describe(data)}, not uint8 of shape (N, 3072): one 32x32 colour "
+                                  f"image a row")
         images.append(data.reshape(-1, 3, 32, 32))       # each row is the R plane, then G, then B
-        labels.append(np.asarray(entries[spec.label_key], dtype=np.int64))
+        labels.append(_read_labels(entries, spec.label_key, len(data), num_classes, path))
     return np.concatenate(images), np.concatenate(labels)
+
+
+def _read_classes(path, spec):
+    names = _entry(_read_pickle(path), spec.names_key, path)
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, (str, bytes)) for n in names)):
+        raise _bad_file(path, f"{spec.names_key!r} is {_describe(names)}, not a list of class names")
+    return [text(n) for n in names]
 
 
 def read_folder(folder, spec):
     """Read an extracted ``cifar-10-batches-py/`` or ``cifar-100-python/`` folder into a Cifar."""
     folder = Path(folder)
     _require_files(folder, spec, folder)
-    train_images, train_labels = _read_split(folder, spec.train_files, spec)
-    test_images, test_labels = _read_split(folder, spec.test_files, spec)
-    classes = [c.decode() if isinstance(c, bytes) else c for c in _read_pickle(folder / spec.meta_file)[spec.names_key]]
-    for split, labels in (("training", train_labels), ("test", test_labels)):
-        if labels.min() < 0 or labels.max() >= len(classes):
-            raise DataError(f"{folder}: {split} labels lie outside 0..{len(classes) - 1}")
+    classes = _read_classes(folder / spec.meta_file, spec)
+    train_images, train_labels = _read_split(folder, spec.train_files, spec, len(classes))
+    test_images, test_labels = _read_split(folder, spec.test_files, spec, len(classes))
     return Cifar(spec.name, train_images, train_labels, test_images, test_labels, classes, spec.mean, spec.std)
 
 
