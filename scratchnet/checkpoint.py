@@ -7,6 +7,7 @@ position in training, the random generators' states and the run's config
 """
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ def atomic_write(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+    except OSError as e:
+        if e.filename is None:           # a full disk, say, reported by write or fsync: name the file meant
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -59,24 +64,58 @@ def save_checkpoint(path, model, optimizer, progress, generators, config):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+class CheckpointError(ValueError):
+    """A file is not a complete, readable scratchnet checkpoint; the message names the file and what is wrong."""
+
+
 def load_checkpoint(path):
-    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts, and its "format_version"."""
+    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts, and its "format_version".
+
+    Anything that is not a complete checkpoint of a readable format (an empty, truncated or
+    text file, a plain .npy, an archive without its config) raises a CheckpointError saying so.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    not_one = f"{path} is not a complete scratchnet checkpoint"
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":           # every .npz is a zip archive; NumPy would try other formats
+                raise CheckpointError(f"{not_one}: it is empty, or not a .npz archive "
+                                      f"({path.stat().st_size} bytes)")
         with np.load(path, allow_pickle=False) as archive:
             entries = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable scratchnet checkpoint ({e})") from None
-    version = int(entries.get("format_version", -1))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        # NumPy's own message for object arrays suggests allow_pickle=True: checkpoints never need it.
+        reason = "it holds pickled objects, which checkpoints never do" if "pickle" in str(e) else e
+        raise CheckpointError(f"{not_one}: it is truncated or damaged ({reason})") from None
+    try:
+        version = int(entries["format_version"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{not_one}: it has no format_version (an .npz written by something else?)") from None
     if version not in READABLE_VERSIONS:
-        raise ValueError(f"{path} is not a scratchnet checkpoint of format {' or '.join(map(str, READABLE_VERSIONS))}")
+        raise CheckpointError(f"{path} is a scratchnet checkpoint of format {version}; this version reads format "
+                              f"{' or '.join(map(str, READABLE_VERSIONS))}")
     sections = {"model": {}, "optimizer": {}, "progress": {}, "rng": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section in sections:
             sections[section][name] = value
-    sections["config"] = json.loads(str(entries["config"]))
+    try:
+        sections["config"] = json.loads(str(entries["config"]))
+    except KeyError:
+        raise CheckpointError(f"{not_one}: it lacks the run's config") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{not_one}: its config is not valid JSON ({e})") from None
+    if not isinstance(sections["config"], dict) or not sections["model"]:
+        raise CheckpointError(f"{not_one}: it lacks the run's config or the model's weights")
     sections["format_version"] = version
     return sections
+
+
+def non_finite_entries(arrays):
+    """The names of the floating-point arrays in ``arrays`` (name -> array) that hold a NaN or an infinity."""
+    return [name for name, value in arrays.items()
+            if np.issubdtype(value.dtype, np.floating) and not bool(np.isfinite(value).all())]

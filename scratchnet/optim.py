@@ -77,19 +77,24 @@ class SGD:
         self.lr = float(state["lr"])
 
 
-def step_lr(epoch, base_lr, epochs):
-    """The paper's schedule: base_lr, divided by 10 at 50% and again at 75% of the epochs.
+def step_lr(t, base_lr, total):
+    """The paper's schedule: base_lr, divided by 10 at 50% and again at 75% of training.
 
-    epoch counts from 0. As ``torch.optim.lr_scheduler.MultiStepLR`` with
-    milestones [epochs // 2, epochs * 3 // 4] and gamma 0.1.
+    t counts from 0 up to total - 1, in steps (as ``python -m scratchnet.train`` uses it, so that
+    a 1- or 3-epoch run still spends half its steps at base_lr) or in epochs. As
+    ``torch.optim.lr_scheduler.MultiStepLR`` with milestones [total // 2, total * 3 // 4] and gamma 0.1.
     """
-    drops = sum(epoch >= milestone for milestone in (epochs // 2, epochs * 3 // 4))
-    return base_lr * 0.1 ** drops
+    return base_lr * 0.1 ** sum(t >= milestone for milestone in step_milestones(total))
 
 
-def cosine_lr(epoch, base_lr, epochs):
-    """Cosine annealing from base_lr towards 0 over ``epochs`` (``CosineAnnealingLR``, T_max=epochs)."""
-    return base_lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
+def step_milestones(total):
+    """Where step_lr divides the learning rate by 10: the first t of each lower rate."""
+    return total // 2, total * 3 // 4
+
+
+def cosine_lr(t, base_lr, total):
+    """Cosine annealing from base_lr towards 0 over ``total`` steps or epochs (``CosineAnnealingLR``, T_max=total)."""
+    return base_lr * (1 + math.cos(math.pi * t / total)) / 2
 
 
 SCHEDULES = {"step": step_lr, "cosine": cosine_lr}

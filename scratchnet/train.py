@@ -5,28 +5,37 @@
     python -m scratchnet.train --eval-only runs/NAME/checkpoint.npz
 
 Everything a run writes goes into --out: config.json, metrics.jsonl (one line per
-epoch), curves.png, and checkpoint.npz (every epoch, and on Ctrl-C). A resumed run
-continues bit-identically on the CPU: the checkpoint holds the weights, batch-norm
-buffers, momentum, the position inside the epoch and every random generator's state.
+epoch), curves.png, checkpoint.npz (every epoch, and on Ctrl-C or SIGTERM) and best.npz
+(the epoch of the best test accuracy). A resumed run continues bit-identically on the CPU:
+the checkpoint holds the weights, batch-norm buffers, momentum, the position inside the
+epoch and every random generator's state. A run that diverged continues from its last good
+checkpoint with ``--resume --lr <lower>`` (recorded in config.json's "changes").
+
+Exit codes: 0 done; 1 the run failed (diverged, a file could not be written, out of memory);
+2 bad flags or files, refused before anything is written; 128 + the signal's number when
+Ctrl-C (130) or SIGTERM (143) stopped it, after a checkpoint was saved.
 
 This file is the command line: flags in, a checked ``RunConfig`` out (reconciled with the
 saved one on --resume), errors as messages. The loop itself is ``trainer.py``.
 """
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from .backend import GPUUnavailableError, array_module_for
-from .checkpoint import atomic_write_text, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, non_finite_entries
 from .data import DataError
 from .models import densenet_cifar
 from .optim import SCHEDULES
-from .trainer import (Interrupted, MissingExtraError, NonFiniteLoss, RunConfig, build_model, evaluate, load_data,
-                      require_training_extras, train)
+from .trainer import (Diverged, Interrupted, MissingExtraError, Progress, RunConfig, build_model, evaluate, flag,
+                      load_data, require_training_extras, train)
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
-RESUME_MAY_CHANGE = {"epochs", "device", "data_dir", "out"}
+# A changed lr or epochs moves the learning-rate schedule from the checkpoint's step on (recorded in "changes").
+RESUME_MAY_CHANGE = {"epochs", "lr", "device", "data_dir", "out"}
+RECORDED_CHANGES = ("lr", "epochs")
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
 EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test"}
 DEFAULTS = RunConfig()
@@ -65,13 +74,15 @@ def build_parser():
     setting(data, "--data-dir", "where the dataset is, or is downloaded to")
     setting(data, "--no-augment", "the paper's C10 setting: no random crops or flips", dest="augment",
             action="store_false", shown="C10+, augmented")
+    setting(data, "--pad-fill", "what the random crops pad with: mean, the mean colour (the paper's code pads after "
+            "normalising), or black (torchvision pads the raw image)", choices=["mean", "black"])
     setting(data, "--limit-train", "train on the first N images only", type=int, metavar="N", shown="all")
     setting(data, "--limit-test", "test on the first N images only", type=int, metavar="N", shown="all")
     optim = p.add_argument_group("optimisation")
     setting(optim, "--epochs", "passes over the training set", type=int)
     setting(optim, "--batch-size", "images per SGD step", type=int)
     setting(optim, "--lr", "initial learning rate", type=float)
-    setting(optim, "--schedule", "step: divide by 10 at 50%% and 75%% of the epochs; cosine: anneal to 0",
+    setting(optim, "--schedule", "step: divide by 10 at 50%% and 75%% of all steps; cosine: anneal to 0",
             choices=sorted(SCHEDULES))
     setting(optim, "--momentum", "Nesterov momentum", type=float)
     setting(optim, "--weight-decay", "L2 penalty added to every gradient, as torch.optim.SGD", type=float)
@@ -80,10 +91,21 @@ def build_parser():
     setting(run, "--seed", "seeds the weights, the batch order, augmentation and dropout", type=int)
     setting(run, "--out", "output folder", shown="runs/<model>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10")
     run.add_argument("--resume", action="store_true", default=False,
-                     help="continue the run whose checkpoint is in --out")
+                     help="continue the run whose checkpoint is in --out (--epochs and --lr may change)")
     run.add_argument("--eval-only", metavar="CHECKPOINT", default=None,
                      help="evaluate a checkpoint on the test set and exit")
     return p
+
+
+def check_out_folder(out):
+    """Refuse an --out that cannot be the run's folder: a file, under a file, or not writable."""
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor) or p == Path("."))
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"is under {existing}, which is a file"
+        raise ValueError(f"--out {out} {where}: give a folder (it is created if need be)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable; choose a folder you can write to")
 
 
 def new_config(given):
@@ -91,41 +113,96 @@ def new_config(given):
     config = RunConfig(**given)
     if config.out is None:
         config.out = config.default_out()
+    check_out_folder(config.out)
     densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta)   # fail fast on a bad depth or theta
     array_module_for(config.device)          # a missing GPU is reported before anything is written
     if (Path(config.out) / "checkpoint.npz").exists():
-        raise ValueError(f"{config.out} already holds a run; continue it with --resume, or choose another --out")
+        raise ValueError(f"{config.out} already holds a run; continue it with --resume (--lr and --epochs may "
+                         "change), or choose another --out")
     return config
 
 
+def require_resumable(checkpoint, path):
+    """Raise CheckpointError unless the checkpoint holds what a resumed run needs, all of it finite."""
+    Progress.from_arrays(checkpoint["progress"], str(path))
+    missing = [name for name, section, key in (("the optimiser's state", "optimizer", "lr"),
+                                               ("the data order's generator", "rng", "data"),
+                                               ("the model's generator", "rng", "model"))
+               if key not in checkpoint[section]]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: it cannot be resumed, though --eval-only can "
+                              "still read its weights")
+    broken = non_finite_entries(checkpoint["model"]) + non_finite_entries(checkpoint["optimizer"])
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite values ({', '.join(broken[:3])}): it was saved after "
+                              "training diverged (by a scratchnet older than its divergence check) and cannot be "
+                              "continued; start a new run in another --out with a lower --lr")
+
+
 def resume_config(given):
-    """The saved run's config and checkpoint; of the settings given, only RESUME_MAY_CHANGE may differ."""
+    """The saved run's config and checkpoint; of the settings given, only RESUME_MAY_CHANGE may differ.
+
+    A changed lr or epochs is recorded in the config's ``changes``, with the position it applies from.
+    """
     out = Path(given.get("out") or RunConfig(**given).default_out())
+    check_out_folder(out)
     checkpoint = load_checkpoint(out / "checkpoint.npz")
     saved = RunConfig.from_dict(checkpoint["config"])
+    require_resumable(checkpoint, out / "checkpoint.npz")
     clashes = sorted(key for key, value in given.items()
                      if key not in RESUME_MAY_CHANGE and value != getattr(saved, key))
     if clashes:
-        listing = ", ".join(f"--{key.replace('_', '-')} {given[key]} (saved: {getattr(saved, key)})" for key in clashes)
+        listing = ", ".join(f"{flag(key)} {given[key]} (saved: {getattr(saved, key)})" for key in clashes)
         raise ValueError(f"the run in {out} was made with other settings: {listing}. Leave these flags out to "
                          "continue it, or start a new run with another --out")
     changes = {key: value for key, value in given.items() if key in RESUME_MAY_CHANGE}
     config = replace(saved, **{**changes, "out": str(out)})      # the folder the checkpoint was found in
+    progress = Progress.from_arrays(checkpoint["progress"])
+    if progress.epoch >= config.epochs:
+        raise ValueError(f"the run in {out} has done {progress.epoch} of its {saved.epochs} epochs; to train on, "
+                         f"resume with --epochs greater than {progress.epoch}")
+    config.changes = saved.changes + [
+        {"setting": key, "was": getattr(saved, key), "now": getattr(config, key), "epoch": progress.epoch,
+         "step": progress.step} for key in RECORDED_CHANGES if getattr(config, key) != getattr(saved, key)]
     array_module_for(config.device)
-    return config, checkpoint
+    return config, checkpoint, saved
 
 
 def run_eval_only(path, given):
+    """Print the checkpoint's test loss, top-1 and top-5 accuracy and its accuracy per class."""
     checkpoint = load_checkpoint(path)
     config = RunConfig.from_dict(checkpoint["config"])
     config = replace(config, **{key: value for key, value in given.items() if key in EVAL_MAY_CHANGE})
     data = load_data(replace(config, limit_train=1))
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
-    loss, accuracy = evaluate(model, data, config)
-    print(f"{config.name} from {path}: test loss {loss:.4f}, accuracy {accuracy:.2%} "
-          f"({len(data.test_labels)} images)")
-    return loss, accuracy
+    result = evaluate(model, data, config)
+    print(f"{config.name} from {path}: test loss {result.loss:.4f}, top-1 accuracy {result.accuracy:.2%}, "
+          f"top-5 {result.top5:.2%} ({len(data.test_labels)} images)")
+    width = max(len(name) for name in data.classes)
+    for name, right, count in zip(data.classes, result.class_correct, result.class_count):
+        share = f"{right / count:7.2%}" if count else "      -"
+        print(f"  {name:<{width}}  {share}  ({right}/{count})")
+    return result
+
+
+def explain_divergence(error, config):
+    """The message for a run that diverged: where, the last good checkpoint, and how to continue from it."""
+    checkpoint_path = Path(config.out) / "checkpoint.npz"
+    lower = f"{config.lr / 10:g}"
+    if not checkpoint_path.exists():
+        return (f"error: {error}; stopping. No checkpoint had been written yet: start again with a lower "
+                f"learning rate, e.g. --lr {lower}")
+    try:
+        last = load_checkpoint(checkpoint_path)
+        require_resumable(last, checkpoint_path)
+    except (CheckpointError, FileNotFoundError) as e:
+        return f"error: {error}; stopping. The checkpoint on disk cannot be continued: {e}"
+    progress = Progress.from_arrays(last["progress"])
+    at = f"after epoch {progress.epoch}" + (f", step {progress.step}" if progress.step else "")
+    return (f"error: {error}; stopping. The last good checkpoint is {checkpoint_path} ({at}; finite weights, "
+            f"buffers and momentum). Continue from it with a lower learning rate: "
+            f"python -m scratchnet.train --resume --out {config.out} --lr {lower}")
 
 
 def main(argv=None):
@@ -138,26 +215,30 @@ def main(argv=None):
             run_eval_only(args.eval_only, given)
             return 0
         if args.resume:
-            config, checkpoint = resume_config(given)
+            config, checkpoint, saved = resume_config(given)
         else:
-            config, checkpoint = new_config(given), None
-        Path(config.out).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(config.out) / "config.json", config.to_json())
-        train(config, checkpoint)
+            (config, checkpoint), saved = (new_config(given), None), None
+        train(config, checkpoint, saved)
     except (DataError, GPUUnavailableError, MissingExtraError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)       # ConfigError and CheckpointError are ValueErrors
         return 2
     except Interrupted as e:
         print(e)
+        return 128 + e.signum
+    except KeyboardInterrupt:                        # before the training loop took over Ctrl-C
+        print("interrupted before training started; nothing was written since the last checkpoint", file=sys.stderr)
         return 130
-    except NonFiniteLoss as e:
-        checkpoint_path = Path(config.out) / "checkpoint.npz"
-        if checkpoint_path.exists():
-            last = load_checkpoint(checkpoint_path)["progress"]
-            where = f"the last good checkpoint is {checkpoint_path} (after epoch {int(last['epoch'])})"
-        else:
-            where = "no checkpoint had been written yet"
-        print(f"error: {e}; stopping. {where}. Try a lower --lr.", file=sys.stderr)
+    except Diverged as e:
+        print(explain_divergence(e, config), file=sys.stderr)
+        return 1
+    except OSError as e:                             # a full disk, a folder that vanished, ...
+        print(f"error: could not write {e.filename or 'a file of the run'}: {e.strerror or e}. "
+              f"Every file already on disk is intact (each is written whole, then renamed into place)"
+              + (f"; once this is fixed, continue with: python -m scratchnet.train --resume --out {config.out}"
+                 if config is not None and (Path(config.out) / "checkpoint.npz").exists() else ""), file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory; try a smaller --batch-size, --depth or --k", file=sys.stderr)
         return 1
     return 0
 

@@ -4,12 +4,18 @@
 - ``Progress``: where the run is (epoch, step, this epoch's order and running sums), which a
   checkpoint saves, so that a resumed run continues exactly;
 - ``train(config, checkpoint)``: epochs of ``train_steps``, each followed by ``evaluate``, a
-  metrics line, the curves and a checkpoint.
+  metrics line, the curves and a checkpoint (and ``best.npz`` when the test accuracy is the best yet).
+
+Nothing broken is kept: a NaN or infinite training or test loss, or weights, batch-norm buffers
+or momentum that stopped being finite, stop the run (``Diverged``) before anything is saved, so
+every checkpoint on disk is one the run can continue from, with a lower ``--lr`` if need be.
 
 The command line (parsing, checking, resuming) is ``train.py``.
 """
 import importlib
 import json
+import math
+import numbers
 import signal
 import sys
 import time
@@ -19,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .backend import to_device
-from .checkpoint import atomic_write, atomic_write_text, restore_generator, save_checkpoint
-from .data import DataError, load_cifar, normalize, random_crop_flip, synthetic_cifar
+from .backend import get_array_module, to_device, to_numpy
+from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_finite_entries, restore_generator,
+                         save_checkpoint)
+from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar
-from .optim import SCHEDULES, SGD
+from .optim import SCHEDULES, SGD, step_milestones
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
 
@@ -58,6 +65,15 @@ def require_training_extras(plots=True):
         _pyplot()
 
 
+class ConfigError(ValueError):
+    """A setting that cannot give a meaningful run; the message names its flag."""
+
+
+def flag(name):
+    """The command-line flag of a RunConfig field: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass
 class RunConfig:
     """Every setting of a training run. The defaults are the paper's recipe for DenseNet-BC (L=40, k=12) on C10+."""
@@ -70,6 +86,7 @@ class RunConfig:
     dataset: str = "cifar10"        # cifar10, cifar100 or synthetic
     data_dir: str = "data"
     augment: bool = True            # C10+: random crops and flips
+    pad_fill: str = "mean"          # what the crops pad with: "mean" colour (the paper's code) or "black" (torchvision)
     limit_train: int | None = None  # train on the first N images only
     limit_test: int | None = None
     epochs: int = 300
@@ -81,6 +98,41 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0                   # the weights, the batch order, augmentation and dropout
     out: str | None = None          # the run's folder; None: default_out()
+    # Settings changed when the run was resumed: {"setting", "was", "now", "epoch", "step"} each, in order.
+    changes: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Raise ConfigError, naming the flag, for any setting that cannot give a meaningful run."""
+        def whole(name, low):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
+                raise ConfigError(f"{flag(name)} must be a whole number >= {low}, got {value!r}")
+
+        def number(name, low, high, low_included=True, high_included=False):
+            value = getattr(self, name)
+            if value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not (
+                    (low <= value if low_included else low < value) and
+                    (value <= high if high_included else value < high)):
+                interval = f"{'[' if low_included else '('}{low}, {high}{']' if high_included else ')'}"
+                raise ConfigError(f"{flag(name)} must lie in {interval}, got {value!r}")
+
+        for name in ("depth", "k", "epochs", "batch_size", "limit_train", "limit_test"):
+            whole(name, 1)
+        whole("seed", 0)
+        number("theta", 0, 1, low_included=False, high_included=True)
+        number("dropout", 0, 1)            # 1 would drop every feature: the network outputs a constant
+        number("lr", 0, math.inf, low_included=False)
+        number("momentum", 0, 1)
+        number("weight_decay", 0, math.inf)
+        for name, allowed in (("dataset", ("cifar10", "cifar100", "synthetic")), ("schedule", tuple(SCHEDULES)),
+                              ("device", ("cpu", "gpu")), ("pad_fill", ("mean", "black"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     @property
     def name(self):
@@ -109,7 +161,8 @@ class Progress:
     """Where a run is: ``epoch`` epochs done, ``step`` steps of the next one done, over ``order``.
 
     loss_sum and correct sum the training loss (times the batch size) and the correct
-    predictions of this epoch's steps so far; seconds is their training time.
+    predictions of this epoch's steps so far; seconds is their training time. best_acc is
+    the best test accuracy after any epoch so far (-1 before the first), kept in best.npz.
     """
     epoch: int = 0
     step: int = 0
@@ -117,6 +170,7 @@ class Progress:
     loss_sum: float = 0.0
     correct: int = 0
     seconds: float = 0.0
+    best_acc: float = -1.0
 
     def start_epoch(self, order):
         self.step, self.order, self.loss_sum, self.correct, self.seconds = 0, order, 0.0, 0, 0.0
@@ -129,11 +183,16 @@ class Progress:
         return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_arrays(cls, arrays):
-        """From a checkpoint's progress section (0-d arrays and one index array)."""
-        return cls(epoch=int(arrays["epoch"]), step=int(arrays["step"]), order=np.asarray(arrays["order"], np.int64),
-                   loss_sum=float(arrays["loss_sum"]), correct=int(arrays["correct"]),
-                   seconds=float(arrays["seconds"]))
+    def from_arrays(cls, arrays, source="the checkpoint"):
+        """From a checkpoint's progress section (0-d arrays and one index array; best_acc may be absent)."""
+        try:
+            return cls(epoch=int(arrays["epoch"]), step=int(arrays["step"]),
+                       order=np.asarray(arrays["order"], np.int64), loss_sum=float(arrays["loss_sum"]),
+                       correct=int(arrays["correct"]), seconds=float(arrays["seconds"]),
+                       best_acc=float(arrays.get("best_acc", -1.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{source} lacks a readable position in training ({type(e).__name__}: {e}): "
+                                  "it cannot be resumed, though --eval-only can still read its weights") from None
 
 
 def build_model(config):
@@ -150,64 +209,99 @@ def load_data(config):
         data = load_cifar(config.dataset, config.data_dir)
     for split, limit in (("train", config.limit_train), ("test", config.limit_test)):
         if limit is not None:
-            if limit < 1:
-                raise DataError(f"--limit-{split} must be at least 1, got {limit}")
             setattr(data, f"{split}_images", getattr(data, f"{split}_images")[:limit])
             setattr(data, f"{split}_labels", getattr(data, f"{split}_labels")[:limit])
     return data
 
 
-def prepare_batch(images, labels, data, device, augment_rng=None):
-    """uint8 images on the host -> normalised (and, given a generator, augmented) floats on device."""
+def prepare_batch(images, labels, data, device, augment_rng=None, pad_fill="mean"):
+    """uint8 images on the host -> normalised (and, given a generator, augmented) floats on device.
+
+    The crops pad after normalising: pad_fill "mean" pads with 0, the mean colour (the paper's
+    fb.resnet.torch code); "black" with black, as torchvision, which pads the uint8 image.
+    """
     x = normalize(to_device(images, device), data.mean, data.std)
     if augment_rng is not None:
-        x = random_crop_flip(x, augment_rng)
+        x = random_crop_flip(x, augment_rng, fill=black_fill(data.mean, data.std) if pad_fill == "black" else 0.0)
     return x, to_device(labels, device)
 
 
+@dataclass
+class Evaluation:
+    """A model's results on a test set: mean loss, top-1 and top-5 accuracy, and top-1 per class.
+
+    class_correct[c] of class_count[c] images of class c were classified right.
+    """
+    loss: float
+    accuracy: float
+    top5: float
+    class_correct: np.ndarray
+    class_count: np.ndarray
+
+
 def evaluate(model, data, config, stop=None):
-    """Mean loss and accuracy over the test set, in eval mode. None if ``stop`` was set on the way."""
+    """The model's Evaluation on data's test set, in eval mode. None if ``stop`` was set on the way."""
     model.eval()
     batch_size = 2 * config.batch_size      # no backward pass to keep memory for
-    loss_sum, correct, n = 0.0, 0, len(data.test_labels)
+    n, num_classes = len(data.test_labels), data.num_classes
+    loss_sum, in_top5 = 0.0, 0
+    predicted = np.zeros(n, np.int64)
     batches = range(0, n, batch_size)
     for start in _tqdm()(batches, desc="  test", leave=False, unit="batch", dynamic_ncols=True):
-        x, y = prepare_batch(data.test_images[start:start + batch_size], data.test_labels[start:start + batch_size],
-                             data, config.device)
+        labels = data.test_labels[start:start + batch_size]
+        x, y = prepare_batch(data.test_images[start:start + batch_size], labels, data, config.device)
         logits = model(x)
         loss, _ = ops.softmax_cross_entropy(logits, y)
         loss_sum += float(loss) * len(y)
-        correct += int((logits.argmax(axis=1) == y).sum())
+        ranked = to_numpy(get_array_module(logits).argsort(-logits, axis=1)[:, :5])   # best class first
+        predicted[start:start + len(labels)] = ranked[:, 0]
+        in_top5 += int((ranked == labels[:, None]).any(axis=1).sum())
         if stop is not None and stop.requested:
             model.train()
             return None
     model.train()
-    return loss_sum / n, correct / n
+    right = predicted == data.test_labels
+    return Evaluation(loss_sum / n, float(right.mean()), in_top5 / n,
+                      np.bincount(data.test_labels[right], minlength=num_classes),
+                      np.bincount(data.test_labels, minlength=num_classes))
 
 
 class StopRequest:
-    """Ctrl-C sets ``requested``; training finishes its step, saves a checkpoint and exits. A second Ctrl-C aborts."""
+    """Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, ``docker stop``, batch schedulers) sets ``requested``:
+    training finishes its step, saves a checkpoint and exits. A second signal aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.requested = False
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.requested = None           # the signal's number, once one came
+        self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
 
     def _handle(self, signum, frame):
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        _tqdm().write("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort at once)")
+            raise Aborted(f"{name} again: stopped at once; nothing was saved since the last checkpoint", signum)
+        self.requested = signum
+        _tqdm().write(f"\n{name}: finishing this step, then saving a checkpoint (send it again to abort at once)")
 
     def restore(self):
-        signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: training stops without saving the broken weights."""
+class Diverged(RuntimeError):
+    """The loss, or a weight, buffer or momentum, became NaN or infinite: the run stops without saving it."""
 
 
 class Interrupted(Exception):
-    """Ctrl-C stopped the run after a checkpoint was saved."""
+    """A signal stopped the run after a checkpoint was saved; ``signum`` is the signal's number."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Aborted(Interrupted):
+    """A second signal stopped the run at once, saving nothing."""
 
 
 def plot_curves(metrics, path, title=""):
@@ -233,32 +327,70 @@ def plot_curves(metrics, path, title=""):
 
 
 def read_metrics(path, before_epoch):
-    """The metrics lines of epochs < before_epoch (later ones belong to work the checkpoint does not hold)."""
+    """The metrics lines of epochs < before_epoch (later ones belong to work the checkpoint does not hold).
+
+    A last line cut short (a run killed while an older version appended it) is dropped with a
+    warning; any other line that is not a metrics record is an error naming the file and line.
+    """
     if not path.is_file():
         return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [m for m in lines if m["epoch"] < before_epoch]
+    lines = path.read_text().splitlines()
+    metrics = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not a metrics record")
+        except ValueError as e:
+            if number == len(lines):
+                print(f"warning: the last line of {path} is incomplete (the run was killed while writing it?): "
+                      "dropped; the epochs the checkpoint holds are kept", file=sys.stderr)
+                break
+            raise CheckpointError(f"{path}, line {number}, is not a metrics record ({e}); correct it, or move the "
+                                  "file aside to continue without the earlier epochs' metrics") from None
+        metrics.append(record)
+    return [m for m in metrics if m["epoch"] < before_epoch]
+
+
+def schedule_summary(config, steps_per_epoch):
+    """One line saying how the learning rate moves over the run's steps."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({config.epochs} epochs)"
+    where = [f"{m:,} ({where_in_run(m, steps_per_epoch)})" for m in step_milestones(total)]
+    return (f"learning rate {config.lr:g}, divided by 10 at steps {where[0]} and {where[1]} of {total:,} "
+            f"({config.epochs} epochs of {steps_per_epoch:,} step{'s' if steps_per_epoch > 1 else ''})")
+
+
+def where_in_run(step, steps_per_epoch):
+    epoch, within = divmod(step, steps_per_epoch)
+    return f"epoch {epoch + 1}" + (f", step {within + 1}" if within else "")
 
 
 def train_steps(model, optimizer, data, config, progress, data_rng, stop, started):
     """The rest of this epoch's training steps, from progress.step on, with a progress bar.
 
-    Stops early when Ctrl-C was pressed (after a complete step); progress records
-    where it stopped and the running loss and accuracy sums.
+    The learning rate follows the schedule step by step. Stops early when a signal came
+    (after a complete step); progress records where it stopped and the running loss and
+    accuracy sums.
     """
     n_train, batch_size = len(data.train_labels), config.batch_size
     steps = -(-n_train // batch_size)
+    schedule, total_steps = SCHEDULES[config.schedule], config.epochs * steps
     bar = _tqdm()(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
                   unit="batch", dynamic_ncols=True, leave=False)
     while progress.step < steps and not stop.requested:
         index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
         x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
-                             data_rng if config.augment else None)
+                             data_rng if config.augment else None, config.pad_fill)
+        optimizer.lr = schedule(progress.epoch * steps + progress.step, config.lr, total_steps)
         logits = model(x)
         loss, dlogits = ops.softmax_cross_entropy(logits, y)
         if not np.isfinite(float(loss)):
-            raise NonFiniteLoss(f"the training loss became {float(loss)} at epoch {progress.epoch + 1}, step "
-                                f"{progress.step + 1} of {steps}")
+            raise Diverged(f"the training loss became {float(loss)} at epoch {progress.epoch + 1}, step "
+                           f"{progress.step + 1} of {steps} (lr {optimizer.lr:g})")
         model.zero_grad()
         model.backward(dlogits)
         optimizer.step()
@@ -268,12 +400,24 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
         seen = min(n_train, progress.step * batch_size)
         bar.update(1)
         bar.set_postfix(loss=f"{progress.loss_sum / seen:.3f}", acc=f"{progress.correct / seen:.1%}",
-                        img_s=f"{seen / (time.perf_counter() - started):.0f}")
+                        lr=f"{optimizer.lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
     bar.close()
 
 
-def train(config, checkpoint=None):
-    """Run (or resume, from a loaded checkpoint) training as configured; returns the list of per-epoch metrics."""
+def require_finite(model, optimizer, when):
+    """Raise Diverged if a weight, buffer or momentum buffer holds NaN or infinity (checked before every save)."""
+    broken = non_finite_entries(model.state_dict()) + [
+        f"optimizer {name}" for name in non_finite_entries(optimizer.state_dict())]
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise Diverged(f"{when}, {len(broken)} arrays hold NaN or infinite values ({', '.join(broken[:3])}{more})")
+
+
+def train(config, checkpoint=None, saved=None):
+    """Run (or resume, from a loaded checkpoint) training as configured; returns the list of per-epoch metrics.
+
+    saved: the resumed run's config as saved, to say what a changed --lr or --epochs does to the schedule.
+    """
     out = Path(config.out)
     data = load_data(config)
     model = build_model(config)
@@ -281,59 +425,78 @@ def train(config, checkpoint=None):
                     weight_decay=config.weight_decay)
     data_rng = np.random.default_rng(config.seed)
     progress = Progress()
+    metrics_path, checkpoint_path, best_path = out / "metrics.jsonl", out / "checkpoint.npz", out / "best.npz"
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         restore_generator(data_rng, checkpoint["rng"]["data"])
         restore_generator(model.rng, checkpoint["rng"]["model"])
-        progress = Progress.from_arrays(checkpoint["progress"])
+        progress = Progress.from_arrays(checkpoint["progress"], str(checkpoint_path))
         if checkpoint.get("format_version") == 1 and config.dropout > 0 and config.memory_efficient:
-            print(f"warning: {out / 'checkpoint.npz'} was written before the memory-efficient network drew its "
+            print(f"warning: {checkpoint_path} was written before the memory-efficient network drew its "
                   "dropout masks in the textbook network's order: the run continues, with other masks than the "
                   "version that wrote it would have drawn", file=sys.stderr)
-    metrics_path, checkpoint_path = out / "metrics.jsonl", out / "checkpoint.npz"
     metrics = read_metrics(metrics_path, progress.epoch + 1)
-    atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
-    schedule, n_train = SCHEDULES[config.schedule], len(data.train_labels)
+    out.mkdir(parents=True, exist_ok=True)         # only now: bad data or settings leave nothing behind
+    atomic_write_text(out / "config.json", config.to_json())
+    n_train = len(data.train_labels)
     steps = -(-n_train // config.batch_size)
     tqdm = _tqdm()
 
-    def save():
-        save_checkpoint(checkpoint_path, model, optimizer, progress.to_arrays(),
-                        {"data": data_rng, "model": model.rng}, config.to_dict())
+    def save(when, path=checkpoint_path):
+        require_finite(model, optimizer, when)
+        save_checkpoint(path, model, optimizer, progress.to_arrays(), {"data": data_rng, "model": model.rng},
+                        config.to_dict())
 
     print(f"{config.name}: {model.num_parameters():,} parameters, {n_train} training and "
           f"{len(data.test_labels)} test images, {config.device}, out {out}/")
+    print(schedule_summary(config, steps))
+    if saved is not None and (saved.lr, saved.epochs) != (config.lr, config.epochs):
+        schedule, here = SCHEDULES[config.schedule], progress.epoch * steps + progress.step
+        print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here:,}, "
+              f"where it continues, the rate is now {schedule(here, config.lr, config.epochs * steps):g} (it was "
+              f"{schedule(here, saved.lr, saved.epochs * steps):g}); recorded in {out / 'config.json'}")
     stop = StopRequest()
     try:
         while progress.epoch < config.epochs:
             epoch = progress.epoch
             if progress.step == 0:
                 progress.start_epoch(data_rng.permutation(n_train))
-            optimizer.lr = schedule(epoch, config.lr, config.epochs)
             started = time.perf_counter() - progress.seconds
+            first_lr = SCHEDULES[config.schedule](epoch * steps, config.lr, config.epochs * steps)
             train_steps(model, optimizer, data, config, progress, data_rng, stop, started)
             train_seconds = time.perf_counter() - started
             result = None if stop.requested else evaluate(model, data, config, stop)
-            if result is None:           # Ctrl-C: keep the position inside this epoch
+            if result is None:           # a signal: keep the position inside this epoch
                 progress.seconds = train_seconds
-                save()
+                save(f"at epoch {epoch + 1}, step {progress.step} of {steps}")
                 raise Interrupted(f"interrupted at epoch {epoch + 1}, step {progress.step} of {steps}: "
                                   f"checkpoint saved to {checkpoint_path}; continue with: "
-                                  f"python -m scratchnet.train --resume --out {out}")
+                                  f"python -m scratchnet.train --resume --out {out}", stop.requested)
+            if not math.isfinite(result.loss):
+                raise Diverged(f"the test loss became {result.loss} after epoch {epoch + 1} "
+                               f"(training loss {progress.loss_sum / n_train:.4g}, lr {optimizer.lr:g})")
+            require_finite(model, optimizer, f"after epoch {epoch + 1}")
             record = {"epoch": epoch + 1, "train_loss": progress.loss_sum / n_train,
-                      "train_acc": progress.correct / n_train, "test_loss": result[0], "test_acc": result[1],
-                      "lr": optimizer.lr, "seconds": round(time.perf_counter() - started, 3),
+                      "train_acc": progress.correct / n_train, "test_loss": result.loss, "test_acc": result.accuracy,
+                      "test_top5": result.top5, "lr": optimizer.lr, "lr_first": first_lr,
+                      "seconds": round(time.perf_counter() - started, 3),
                       "images_per_s": round(n_train / train_seconds, 2)}
+            # Metrics first (the whole file rewritten atomically, so no line is ever half-written); a resume
+            # drops the lines of epochs its checkpoint does not hold.
             metrics.append(record)
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
             plot_curves(metrics, out / "curves.png", f"{config.name} on {config.dataset}")
             progress.finish_epoch()
-            save()
+            best = result.accuracy > progress.best_acc
+            if best:
+                progress.best_acc = result.accuracy
+                save(f"after epoch {epoch + 1}", best_path)    # before checkpoint.npz, which records it as the best
+            save(f"after epoch {epoch + 1}")
             tqdm.write(f"epoch {epoch + 1:>3}/{config.epochs}  train loss {record['train_loss']:.4f} "
                        f"acc {record['train_acc']:.2%}  test loss {record['test_loss']:.4f} acc {record['test_acc']:.2%}"
-                       f"  lr {record['lr']:.4g}  {record['images_per_s']:.1f} img/s  {record['seconds']:.1f} s")
+                       f"{' (best)' if best else ''}  lr {record['lr']:.4g}  {record['images_per_s']:.1f} img/s  "
+                       f"{record['seconds']:.1f} s")
     finally:
         stop.restore()
     return metrics

@@ -26,3 +26,13 @@ def rng():
 def torch():
     """PyTorch, the independent reference: a test that takes this fixture is skipped without it."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory):
+    """A CIFAR-10 folder in the official layout, 100 training and 20 test images, made once per session."""
+    from cifar_fixtures import make_cifar_folder
+
+    folder = tmp_path_factory.mktemp("cifar")
+    make_cifar_folder(folder, "cifar10", per_file=20)
+    return folder

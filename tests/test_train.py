@@ -1,49 +1,31 @@
 """python -m scratchnet.train on a small synthetic CIFAR: files written, resume, Ctrl-C, NaN, bad flags."""
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifar_fixtures import make_cifar_folder, publish
+from cifar_fixtures import publish
+from run_helpers import ENV, ROOT, read_metrics, start_training, tiny_run, without_timing
 from scratchnet import backend
 from scratchnet import train as train_module
 from scratchnet import trainer
-from scratchnet.checkpoint import generator_state, load_checkpoint, restore_generator
-
-ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("seconds", "images_per_s")
+from scratchnet.checkpoint import generator_state, load_checkpoint, non_finite_entries, restore_generator
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cifar")
-    make_cifar_folder(folder, "cifar10", per_file=20)          # 100 training and 20 test images
-    return folder
 
-
-def tiny_run(data_dir, out, *extra):
-    return ["--data-dir", str(data_dir), "--depth", "10", "--k", "4", "--batch-size", "16", "--epochs", "2",
-            "--out", str(out), *extra]
-
-
-def read_metrics(out):
-    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_timing(metrics):
-    return [{key: value for key, value in m.items() if key not in TIMING} for m in metrics]
+@pytest.fixture
+def data_dir(cifar_dir):
+    return cifar_dir
 
 
 def test_help_explains_the_flags_and_their_defaults():
     result = subprocess.run([sys.executable, "-m", "scratchnet.train", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env=ENV)
     assert result.returncode == 0
     for flag in ("--k", "--depth", "--no-bc", "--theta", "--dropout", "--schedule", "--resume", "--limit-train",
                  "--eval-only", "--no-augment", "--device", "--seed", "--data-dir", "--out", "--no-memory-efficient"):
@@ -68,7 +50,7 @@ def test_missing_training_extras_are_reported_when_the_command_runs_not_at_impor
             "print('imported')\n"
             "sys.exit(scratchnet.train.main(['--dataset', 'synthetic', '--out', sys.argv[1]]))\n")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env=ENV)
     assert result.stdout.startswith("imported") and result.returncode == 2
     assert f"{named}, which is not installed" in result.stderr and "pip install 'scratchnet[train]'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
@@ -80,9 +62,11 @@ def test_a_run_writes_metrics_curves_config_and_a_checkpoint(data_dir, tmp_path)
     metrics = read_metrics(out)
     assert [m["epoch"] for m in metrics] == [1, 2]
     for m in metrics:
-        assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"} <= set(m)
+        assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "lr_first", "seconds",
+                "images_per_s"} <= set(m)
         assert 0 <= m["test_acc"] <= 1 and m["images_per_s"] > 0 and np.isfinite(m["train_loss"])
-    assert [m["lr"] for m in metrics] == pytest.approx([0.1, 0.001])    # step schedule: /10 at 50% and 75%
+    # The step schedule by step: 14 steps, /10 from step 7 (50%) and again from step 10 (75%).
+    assert [value for m in metrics for value in (m["lr_first"], m["lr"])] == pytest.approx([0.1, 0.1, 0.01, 0.001])
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((out / "config.json").read_text())
     assert config["depth"] == 10 and config["k"] == 4 and config["bc"] and config["augment"]
@@ -98,11 +82,11 @@ def interrupt_at_training_step(monkeypatch, step):
     calls = {"n": 0}
     original = trainer.prepare_batch
 
-    def prepare_batch(images, labels, data, device, augment_rng=None):
+    def prepare_batch(images, labels, data, device, augment_rng=None, *rest):
         calls["n"] += augment_rng is not None
         if augment_rng is not None and calls["n"] == step:
             signal.raise_signal(signal.SIGINT)
-        return original(images, labels, data, device, augment_rng)
+        return original(images, labels, data, device, augment_rng, *rest)
 
     monkeypatch.setattr(trainer, "prepare_batch", prepare_batch)
 
@@ -129,20 +113,24 @@ def test_an_interrupted_run_resumes_bit_identically(data_dir, tmp_path, monkeypa
             assert np.array_equal(a[section][key], b[section][key]), key
 
 
-def test_ctrl_c_in_a_real_process_saves_and_exits_cleanly(data_dir, tmp_path):
+@pytest.mark.parametrize("signum, announced", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_or_sigterm_in_a_real_process_saves_and_exits_cleanly(data_dir, tmp_path, signum, announced):
+    """SIGTERM is what timeout, docker stop, systemd and batch schedulers send: it is handled as Ctrl-C is."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "scratchnet.train", *tiny_run(data_dir, out), "--epochs", "200"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = start_training([*tiny_run(data_dir, out), "--epochs", "200"])
     deadline = time.time() + 120
     while not (out / "checkpoint.npz").exists() and time.time() < deadline:   # wait for epoch 1 to finish
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "checkpoint saved" in stdout and "--resume" in stdout
+    assert process.returncode == 128 + signum, stderr
+    assert f"{announced}: finishing this step, then saving a checkpoint" in stdout
+    assert "Traceback" not in stderr and "checkpoint saved" in stdout
+    assert f"python -m scratchnet.train --resume --out {out}" in stdout
     progress = load_checkpoint(out / "checkpoint.npz")["progress"]
     assert 1 <= int(progress["epoch"]) < 200
+    saved = load_checkpoint(out / "checkpoint.npz")
+    assert not non_finite_entries(saved["model"]) and not non_finite_entries(saved["optimizer"])
 
 
 def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch, capsys):
@@ -150,8 +138,8 @@ def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_d
     calls = {"n": 0}
     original = trainer.prepare_batch
 
-    def poisoned(images, labels, data, device, augment_rng=None):
-        x, y = original(images, labels, data, device, augment_rng)
+    def poisoned(images, labels, data, device, augment_rng=None, *rest):
+        x, y = original(images, labels, data, device, augment_rng, *rest)
         calls["n"] += augment_rng is not None
         if calls["n"] == 10:                      # epoch 2, step 3
             x = x * np.nan
@@ -161,7 +149,8 @@ def test_a_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(data_d
     assert train_module.main(tiny_run(data_dir, out)) == 1
     message = capsys.readouterr().err
     assert "the training loss became nan at epoch 2, step 3 of 7" in message
-    assert f"the last good checkpoint is {out / 'checkpoint.npz'} (after epoch 1)" in message
+    assert f"The last good checkpoint is {out / 'checkpoint.npz'} (after epoch 1;" in message
+    assert f"python -m scratchnet.train --resume --out {out} --lr 0.01" in message
     assert int(load_checkpoint(out / "checkpoint.npz")["progress"]["epoch"]) == 1   # not overwritten
 
 
@@ -177,7 +166,7 @@ def test_eval_only_reports_the_checkpoints_test_accuracy(data_dir, tmp_path, cap
 @pytest.mark.parametrize("argv, message", [
     (["--depth", "41"], "depth 41 does not fit DenseNet-BC"),
     (["--no-bc", "--depth", "39"], "the nearest valid depths are 37 or 40"),
-    (["--limit-train", "0"], "--limit-train must be at least 1"),
+    (["--limit-train", "0"], "--limit-train must be a whole number >= 1"),
 ])
 def test_bad_flags_are_reported_without_a_traceback(data_dir, tmp_path, argv, message, capsys):
     assert train_module.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x"), *argv]) == 2
@@ -226,6 +215,7 @@ def test_a_missing_dataset_offline_is_a_clear_error(tmp_path, monkeypatch, capsy
     assert train_module.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "downloading it failed" in err and "--data-dir" in err
+    assert not (tmp_path / "run").exists()                  # no run folder with a config and nothing else
 
 
 def test_a_checkpoint_saves_numpy_generators_exactly_and_refuses_others():
@@ -246,3 +236,24 @@ def test_asking_for_a_missing_gpu_fails_before_anything_is_written(tmp_path, cap
     assert train_module.main(["--dataset", "synthetic", "--device", "gpu", "--out", str(out)]) == 2
     assert "pip install" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("pad_fill", ["mean", "black"])
+def test_the_crops_pad_with_the_mean_colour_or_with_black(pad_fill):
+    """White images: whatever a crop shows of its padding is the mean colour (0 after normalising) or black."""
+    data = trainer.load_data(trainer.RunConfig(dataset="synthetic"))
+    white = np.full((64, 3, 32, 32), 255, np.uint8)
+    x, _ = trainer.prepare_batch(white, np.zeros(64, np.int64), data, "cpu", np.random.default_rng(0), pad_fill)
+    mean, std = np.array(data.mean), np.array(data.std)
+    expected_padding = -mean / std if pad_fill == "black" else np.zeros(3)      # (0 - mean) / std is black
+    white_value = (255 - mean) / std
+    for c in range(3):
+        values = np.unique(x[:, c])
+        assert np.allclose(sorted(values), sorted([expected_padding[c], white_value[c]]), rtol=1e-6)
+
+
+def test_the_pad_fill_is_a_setting_of_the_run(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(data_dir, out, "--epochs", "1", "--pad-fill", "black")) == 0
+    assert json.loads((out / "config.json").read_text())["pad_fill"] == "black"
+    assert train_module.main(["--resume", "--out", str(out), "--epochs", "2", "--pad-fill", "mean"]) == 2
