@@ -71,12 +71,13 @@ class CheckpointError(ValueError):
 def load_checkpoint(path):
     """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts, and its "format_version".
 
-    Anything that is not a complete checkpoint of a readable format (an empty, truncated or
+    A missing file, or anything that is not a complete checkpoint of a readable format (an empty, truncated or
     text file, a plain .npy, an archive without its config) raises a CheckpointError saying so.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        raise CheckpointError(f"no checkpoint at {path}" + (
+            " (it is a folder: give its checkpoint.npz or best.npz)" if path.is_dir() else ""))
     not_one = f"{path} is not a complete scratchnet checkpoint"
     try:
         with open(path, "rb") as f:

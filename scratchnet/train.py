@@ -20,24 +20,25 @@ saved one on --resume), errors as messages. The loop itself is ``trainer.py``.
 """
 import argparse
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from .backend import GPUUnavailableError, array_module_for
-from .checkpoint import CheckpointError, load_checkpoint, non_finite_entries
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, non_finite_entries
 from .data import DataError
 from .models import densenet_cifar
 from .optim import SCHEDULES
-from .trainer import (Diverged, Interrupted, MissingExtraError, Progress, RunConfig, build_model, evaluate, flag,
-                      load_data, require_training_extras, train)
+from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress, RunConfig, StopRequest,
+                      build_model, evaluate, flag, load_data, load_weights, require_training_extras, train)
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
 # A changed lr or epochs moves the learning-rate schedule from the checkpoint's step on (recorded in "changes").
 RESUME_MAY_CHANGE = {"epochs", "lr", "device", "data_dir", "out"}
 RECORDED_CHANGES = ("lr", "epochs")
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
-EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test"}
+EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test", "batch_size"}
 DEFAULTS = RunConfig()
 
 
@@ -98,14 +99,16 @@ def build_parser():
 
 
 def check_out_folder(out):
-    """Refuse an --out that cannot be the run's folder: a file, under a file, or not writable."""
+    """Refuse an --out that cannot be the run's folder: a file, under a file, a broken link, or not writable."""
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"--out {out} is a broken symbolic link (to {os.readlink(out)}): give a folder")
     existing = next(p for p in (out, *out.parents) if p.exists() or p == Path(p.anchor) or p == Path("."))
     if not existing.is_dir():
         where = "is a file" if existing == out else f"is under {existing}, which is a file"
-        raise ValueError(f"--out {out} {where}: give a folder (it is created if need be)")
+        raise ConfigError(f"--out {out} {where}: give a folder (it is created if need be)")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: {existing} is not writable; choose a folder you can write to")
+        raise ConfigError(f"--out {out}: {existing} is not writable; choose a folder you can write to")
 
 
 def new_config(given):
@@ -114,12 +117,24 @@ def new_config(given):
     if config.out is None:
         config.out = config.default_out()
     check_out_folder(config.out)
-    densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta)   # fail fast on a bad depth or theta
+    try:
+        densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta)   # a depth that does not fit
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     array_module_for(config.device)          # a missing GPU is reported before anything is written
-    if (Path(config.out) / "checkpoint.npz").exists():
-        raise ValueError(f"{config.out} already holds a run; continue it with --resume (--lr and --epochs may "
-                         "change), or choose another --out")
+    kept = [name for name in ("checkpoint.npz", "best.npz") if (Path(config.out) / name).exists()]
+    if kept:
+        raise ConfigError(f"{config.out} already holds a run ({', '.join(kept)}); continue it with --resume "
+                          "(--lr and --epochs may change), or choose another --out")
     return config
+
+
+def saved_config(checkpoint, path):
+    """The RunConfig a checkpoint was saved with; a CheckpointError naming the file if it is not a valid one."""
+    try:
+        return RunConfig.from_dict(checkpoint["config"])
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path} holds a config that is not valid ({e})") from None
 
 
 def require_resumable(checkpoint, path):
@@ -146,36 +161,44 @@ def resume_config(given):
     """
     out = Path(given.get("out") or RunConfig(**given).default_out())
     check_out_folder(out)
-    checkpoint = load_checkpoint(out / "checkpoint.npz")
-    saved = RunConfig.from_dict(checkpoint["config"])
-    require_resumable(checkpoint, out / "checkpoint.npz")
+    path, best = out / "checkpoint.npz", out / "best.npz"
+    if not path.exists() and best.is_file():     # a stop between the first best.npz and checkpoint.npz
+        raise CheckpointError(f"no checkpoint at {path}, but {best} is there, a checkpoint of the same kind: to "
+                              f"continue from it, copy it: cp {best} {path}")
+    checkpoint = load_checkpoint(path)
+    saved = saved_config(checkpoint, path)
+    require_resumable(checkpoint, path)
     clashes = sorted(key for key, value in given.items()
                      if key not in RESUME_MAY_CHANGE and value != getattr(saved, key))
     if clashes:
         listing = ", ".join(f"{flag(key)} {given[key]} (saved: {getattr(saved, key)})" for key in clashes)
-        raise ValueError(f"the run in {out} was made with other settings: {listing}. Leave these flags out to "
-                         "continue it, or start a new run with another --out")
+        raise ConfigError(f"the run in {out} was made with other settings: {listing}. Leave these flags out to "
+                          "continue it, or start a new run with another --out")
     changes = {key: value for key, value in given.items() if key in RESUME_MAY_CHANGE}
     config = replace(saved, **{**changes, "out": str(out)})      # the folder the checkpoint was found in
     progress = Progress.from_arrays(checkpoint["progress"])
     if progress.epoch >= config.epochs:
-        raise ValueError(f"the run in {out} has done {progress.epoch} of its {saved.epochs} epochs; to train on, "
-                         f"resume with --epochs greater than {progress.epoch}")
+        raise ConfigError(f"the run in {out} has done {progress.epoch} of its {saved.epochs} epochs; to train on, "
+                          f"resume with --epochs greater than {progress.epoch}")
     config.changes = saved.changes + [
-        {"setting": key, "was": getattr(saved, key), "now": getattr(config, key), "epoch": progress.epoch,
-         "step": progress.step} for key in RECORDED_CHANGES if getattr(config, key) != getattr(saved, key)]
+        {"setting": key, "was": getattr(saved, key), "now": getattr(config, key), "from_epoch": progress.epoch + 1,
+         "from_step": progress.step + 1} for key in RECORDED_CHANGES if getattr(config, key) != getattr(saved, key)]
     array_module_for(config.device)
     return config, checkpoint, saved
 
 
 def run_eval_only(path, given):
     """Print the checkpoint's test loss, top-1 and top-5 accuracy and its accuracy per class."""
+    refused = sorted(key for key in given if key not in EVAL_MAY_CHANGE)
+    if refused:
+        raise ConfigError(f"--eval-only takes the model and data settings from the checkpoint's config, so "
+                          f"{', '.join(flag(key) for key in refused)} cannot be given with it (only "
+                          f"{', '.join(flag(key) for key in sorted(EVAL_MAY_CHANGE))})")
     checkpoint = load_checkpoint(path)
-    config = RunConfig.from_dict(checkpoint["config"])
-    config = replace(config, **{key: value for key, value in given.items() if key in EVAL_MAY_CHANGE})
+    config = replace(saved_config(checkpoint, path), **given)
     data = load_data(replace(config, limit_train=1))
     model = build_model(config)
-    model.load_state_dict(checkpoint["model"])
+    load_weights(model, checkpoint, path)
     result = evaluate(model, data, config)
     print(f"{config.name} from {path}: test loss {result.loss:.4f}, top-1 accuracy {result.accuracy:.2%}, "
           f"top-5 {result.top5:.2%} ({len(data.test_labels)} images)")
@@ -187,8 +210,12 @@ def run_eval_only(path, given):
 
 
 def explain_divergence(error, config):
-    """The message for a run that diverged: where, the last good checkpoint, and how to continue from it."""
-    checkpoint_path = Path(config.out) / "checkpoint.npz"
+    """The message for a run that diverged: where, the last good checkpoint, and how to continue from it.
+
+    config.json is put back to the good checkpoint's config (the one a resume continues from).
+    """
+    out = Path(config.out)
+    checkpoint_path = out / "checkpoint.npz"
     lower = f"{config.lr / 10:g}"
     if not checkpoint_path.exists():
         return (f"error: {error}; stopping. No checkpoint had been written yet: start again with a lower "
@@ -196,19 +223,31 @@ def explain_divergence(error, config):
     try:
         last = load_checkpoint(checkpoint_path)
         require_resumable(last, checkpoint_path)
-    except (CheckpointError, FileNotFoundError) as e:
+        saved = saved_config(last, checkpoint_path)
+    except CheckpointError as e:
         return f"error: {error}; stopping. The checkpoint on disk cannot be continued: {e}"
+    atomic_write_text(out / "config.json", replace(saved, out=str(out)).to_json())
     progress = Progress.from_arrays(last["progress"])
     at = f"after epoch {progress.epoch}" + (f", step {progress.step}" if progress.step else "")
+    # What this attempt changed against that checkpoint has to be given again (but the rate, lowered).
+    again = "".join(f" {flag(key)} {getattr(config, key)}" for key in sorted(RESUME_MAY_CHANGE - {"out", "lr"})
+                    if getattr(config, key) != getattr(saved, key))
     return (f"error: {error}; stopping. The last good checkpoint is {checkpoint_path} ({at}; finite weights, "
             f"buffers and momentum). Continue from it with a lower learning rate: "
-            f"python -m scratchnet.train --resume --out {config.out} --lr {lower}")
+            f"python -m scratchnet.train --resume --out {out}{again} --lr {lower}")
+
+
+def stop_before_training(signum, frame):
+    """SIGINT and SIGTERM until the training loop takes them over: stop at once, nothing to save yet."""
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    raise Aborted(f"{name} before training started: stopped; nothing was written since the last checkpoint", signum)
 
 
 def main(argv=None):
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     given = {key: value for key, value in vars(args).items() if key not in ("resume", "eval_only")}
     config = None
+    previous = {number: signal.signal(number, stop_before_training) for number in StopRequest.SIGNALS}
     try:
         require_training_extras(plots=not args.eval_only)      # --eval-only draws no curves
         if args.eval_only:
@@ -219,15 +258,12 @@ def main(argv=None):
         else:
             (config, checkpoint), saved = (new_config(given), None), None
         train(config, checkpoint, saved)
-    except (DataError, GPUUnavailableError, MissingExtraError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)       # ConfigError and CheckpointError are ValueErrors
+    except (ConfigError, CheckpointError, DataError, GPUUnavailableError, MissingExtraError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(e)
         return 128 + e.signum
-    except KeyboardInterrupt:                        # before the training loop took over Ctrl-C
-        print("interrupted before training started; nothing was written since the last checkpoint", file=sys.stderr)
-        return 130
     except Diverged as e:
         print(explain_divergence(e, config), file=sys.stderr)
         return 1
@@ -240,6 +276,9 @@ def main(argv=None):
     except MemoryError:
         print("error: out of memory; try a smaller --batch-size, --depth or --k", file=sys.stderr)
         return 1
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

@@ -98,7 +98,8 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0                   # the weights, the batch order, augmentation and dropout
     out: str | None = None          # the run's folder; None: default_out()
-    # Settings changed when the run was resumed: {"setting", "was", "now", "epoch", "step"} each, in order.
+    # Settings changed when the run was resumed, in order: {"setting", "was", "now", "from_epoch", "from_step"}
+    # each, the epoch and step (counted from 1) where the new value took over.
     changes: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -129,6 +130,8 @@ class RunConfig:
         number("lr", 0, math.inf, low_included=False)
         number("momentum", 0, 1)
         number("weight_decay", 0, math.inf)
+        if not (isinstance(self.changes, list) and all(isinstance(c, dict) for c in self.changes)):
+            raise ConfigError(f"changes must be a list of records of settings changed on resume, got {self.changes!r}")
         for name, allowed in (("dataset", ("cifar10", "cifar100", "synthetic")), ("schedule", tuple(SCHEDULES)),
                               ("device", ("cpu", "gpu")), ("pad_fill", ("mean", "black"))):
             if getattr(self, name) not in allowed:
@@ -161,8 +164,10 @@ class Progress:
     """Where a run is: ``epoch`` epochs done, ``step`` steps of the next one done, over ``order``.
 
     loss_sum and correct sum the training loss (times the batch size) and the correct
-    predictions of this epoch's steps so far; seconds is their training time. best_acc is
-    the best test accuracy after any epoch so far (-1 before the first), kept in best.npz.
+    predictions of this epoch's steps so far; seconds is their training time; lr_first the
+    learning rate of its first step. best_acc is the best test accuracy after any epoch so far
+    (-1 before the first), kept in best.npz. train_size and test_size are the numbers of images
+    the run uses (0: not recorded), so that a resume on other data is refused.
     """
     epoch: int = 0
     step: int = 0
@@ -170,10 +175,14 @@ class Progress:
     loss_sum: float = 0.0
     correct: int = 0
     seconds: float = 0.0
+    lr_first: float = -1.0
     best_acc: float = -1.0
+    train_size: int = 0
+    test_size: int = 0
 
-    def start_epoch(self, order):
+    def start_epoch(self, order, lr_first=-1.0):
         self.step, self.order, self.loss_sum, self.correct, self.seconds = 0, order, 0.0, 0, 0.0
+        self.lr_first = lr_first
 
     def finish_epoch(self):
         self.epoch += 1
@@ -184,12 +193,14 @@ class Progress:
 
     @classmethod
     def from_arrays(cls, arrays, source="the checkpoint"):
-        """From a checkpoint's progress section (0-d arrays and one index array; best_acc may be absent)."""
+        """From a checkpoint's progress section (0-d arrays and one index array; the fields after
+        ``seconds`` may be absent, in checkpoints of earlier versions)."""
         try:
             return cls(epoch=int(arrays["epoch"]), step=int(arrays["step"]),
                        order=np.asarray(arrays["order"], np.int64), loss_sum=float(arrays["loss_sum"]),
                        correct=int(arrays["correct"]), seconds=float(arrays["seconds"]),
-                       best_acc=float(arrays.get("best_acc", -1.0)))
+                       lr_first=float(arrays.get("lr_first", -1.0)), best_acc=float(arrays.get("best_acc", -1.0)),
+                       train_size=int(arrays.get("train_size", 0)), test_size=int(arrays.get("test_size", 0)))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{source} lacks a readable position in training ({type(e).__name__}: {e}): "
                                   "it cannot be resumed, though --eval-only can still read its weights") from None
@@ -200,6 +211,14 @@ def build_model(config):
                            num_classes=100 if config.dataset == "cifar100" else 10, seed=config.seed,
                            memory_efficient=config.memory_efficient)
     return model.to(config.device)
+
+
+def load_weights(model, checkpoint, path):
+    """Load a checkpoint's model section, or raise a CheckpointError naming the file when it does not fit."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except ValueError as e:
+        raise CheckpointError(f"{path} does not hold the weights of the model its config describes ({e})") from None
 
 
 def load_data(config):
@@ -355,18 +374,28 @@ def read_metrics(path, before_epoch):
 
 
 def schedule_summary(config, steps_per_epoch):
-    """One line saying how the learning rate moves over the run's steps."""
+    """One line saying how the learning rate moves over the run's steps (counted from 1, as in every message)."""
     total = config.epochs * steps_per_epoch
+    length = f"{plural(config.epochs, 'epoch')} of {plural(steps_per_epoch, 'step')}"
     if config.schedule == "cosine":
-        return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({config.epochs} epochs)"
-    where = [f"{m:,} ({where_in_run(m, steps_per_epoch)})" for m in step_milestones(total)]
-    return (f"learning rate {config.lr:g}, divided by 10 at steps {where[0]} and {where[1]} of {total:,} "
-            f"({config.epochs} epochs of {steps_per_epoch:,} step{'s' if steps_per_epoch > 1 else ''})")
+        return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({length})"
+    milestones = step_milestones(total)
+    where = [f"step {m + 1:,} ({where_in_run(m, steps_per_epoch)})" for m in milestones]
+    summary = f"learning rate {config.lr:g}, divided by 10 from {where[0]} and again from {where[1]} of {total:,} ({length})"
+    if milestones[0] == 0 or milestones[0] == milestones[1]:
+        summary += (f"; with only {plural(total, 'step')} the 50% and 75% points do not fall on steps of their own, "
+                    "so some rates are never used")
+    return summary
+
+
+def plural(count, noun):
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def where_in_run(step, steps_per_epoch):
+    """Step ``step`` of the run (from 0) as "epoch E, step S" (from 1)."""
     epoch, within = divmod(step, steps_per_epoch)
-    return f"epoch {epoch + 1}" + (f", step {within + 1}" if within else "")
+    return f"epoch {epoch + 1}, step {within + 1}"
 
 
 def train_steps(model, optimizer, data, config, progress, data_rng, stop, started):
@@ -381,27 +410,29 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
     schedule, total_steps = SCHEDULES[config.schedule], config.epochs * steps
     bar = _tqdm()(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
                   unit="batch", dynamic_ncols=True, leave=False)
-    while progress.step < steps and not stop.requested:
-        index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
-        x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
-                             data_rng if config.augment else None, config.pad_fill)
-        optimizer.lr = schedule(progress.epoch * steps + progress.step, config.lr, total_steps)
-        logits = model(x)
-        loss, dlogits = ops.softmax_cross_entropy(logits, y)
-        if not np.isfinite(float(loss)):
-            raise Diverged(f"the training loss became {float(loss)} at epoch {progress.epoch + 1}, step "
-                           f"{progress.step + 1} of {steps} (lr {optimizer.lr:g})")
-        model.zero_grad()
-        model.backward(dlogits)
-        optimizer.step()
-        progress.loss_sum += float(loss) * len(index)
-        progress.correct += int((logits.argmax(axis=1) == y).sum())
-        progress.step += 1
-        seen = min(n_train, progress.step * batch_size)
-        bar.update(1)
-        bar.set_postfix(loss=f"{progress.loss_sum / seen:.3f}", acc=f"{progress.correct / seen:.1%}",
-                        lr=f"{optimizer.lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
-    bar.close()
+    try:
+        while progress.step < steps and not stop.requested:
+            index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
+            x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
+                                 data_rng if config.augment else None, config.pad_fill)
+            optimizer.lr = schedule(progress.epoch * steps + progress.step, config.lr, total_steps)
+            logits = model(x)
+            loss, dlogits = ops.softmax_cross_entropy(logits, y)
+            if not np.isfinite(float(loss)):
+                raise Diverged(f"the training loss became {float(loss)} at epoch {progress.epoch + 1}, step "
+                               f"{progress.step + 1} of {steps} (lr {optimizer.lr:g})")
+            model.zero_grad()
+            model.backward(dlogits)
+            optimizer.step()
+            progress.loss_sum += float(loss) * len(index)
+            progress.correct += int((logits.argmax(axis=1) == y).sum())
+            progress.step += 1
+            seen = min(n_train, progress.step * batch_size)
+            bar.update(1)
+            bar.set_postfix(loss=f"{progress.loss_sum / seen:.3f}", acc=f"{progress.correct / seen:.1%}",
+                            lr=f"{optimizer.lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    finally:
+        bar.close()          # before any message, which would otherwise be glued to the bar's line
 
 
 def require_finite(model, optimizer, when):
@@ -427,11 +458,17 @@ def train(config, checkpoint=None, saved=None):
     progress = Progress()
     metrics_path, checkpoint_path, best_path = out / "metrics.jsonl", out / "checkpoint.npz", out / "best.npz"
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_weights(model, checkpoint, checkpoint_path)
         optimizer.load_state_dict(checkpoint["optimizer"])
         restore_generator(data_rng, checkpoint["rng"]["data"])
         restore_generator(model.rng, checkpoint["rng"]["model"])
         progress = Progress.from_arrays(checkpoint["progress"], str(checkpoint_path))
+        sizes = {"training": (progress.train_size, len(data.train_labels)),
+                 "test": (progress.test_size, len(data.test_labels))}
+        for split, (was, now) in sizes.items():
+            if was and was != now:
+                raise ConfigError(f"the run in {out} used {was:,} {split} images, but the data found now has "
+                                  f"{now:,}: point --data-dir at the data it was trained on")
         if checkpoint.get("format_version") == 1 and config.dropout > 0 and config.memory_efficient:
             print(f"warning: {checkpoint_path} was written before the memory-efficient network drew its "
                   "dropout masks in the textbook network's order: the run continues, with other masks than the "
@@ -441,6 +478,9 @@ def train(config, checkpoint=None, saved=None):
     atomic_write_text(out / "config.json", config.to_json())
     n_train = len(data.train_labels)
     steps = -(-n_train // config.batch_size)
+    progress.train_size, progress.test_size = n_train, len(data.test_labels)
+    if progress.lr_first < 0 and len(progress.order):      # resumed from a checkpoint that did not record it
+        progress.lr_first = SCHEDULES[config.schedule](progress.epoch * steps, config.lr, config.epochs * steps)
     tqdm = _tqdm()
 
     def save(when, path=checkpoint_path):
@@ -453,17 +493,17 @@ def train(config, checkpoint=None, saved=None):
     print(schedule_summary(config, steps))
     if saved is not None and (saved.lr, saved.epochs) != (config.lr, config.epochs):
         schedule, here = SCHEDULES[config.schedule], progress.epoch * steps + progress.step
-        print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here:,}, "
+        print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here + 1:,}, "
               f"where it continues, the rate is now {schedule(here, config.lr, config.epochs * steps):g} (it was "
               f"{schedule(here, saved.lr, saved.epochs * steps):g}); recorded in {out / 'config.json'}")
     stop = StopRequest()
     try:
         while progress.epoch < config.epochs:
             epoch = progress.epoch
-            if progress.step == 0:
-                progress.start_epoch(data_rng.permutation(n_train))
+            if len(progress.order) == 0:     # a new epoch (a checkpoint saved at its start keeps its order)
+                progress.start_epoch(data_rng.permutation(n_train),
+                                     SCHEDULES[config.schedule](epoch * steps, config.lr, config.epochs * steps))
             started = time.perf_counter() - progress.seconds
-            first_lr = SCHEDULES[config.schedule](epoch * steps, config.lr, config.epochs * steps)
             train_steps(model, optimizer, data, config, progress, data_rng, stop, started)
             train_seconds = time.perf_counter() - started
             result = None if stop.requested else evaluate(model, data, config, stop)
@@ -479,7 +519,7 @@ def train(config, checkpoint=None, saved=None):
             require_finite(model, optimizer, f"after epoch {epoch + 1}")
             record = {"epoch": epoch + 1, "train_loss": progress.loss_sum / n_train,
                       "train_acc": progress.correct / n_train, "test_loss": result.loss, "test_acc": result.accuracy,
-                      "test_top5": result.top5, "lr": optimizer.lr, "lr_first": first_lr,
+                      "test_top5": result.top5, "lr": optimizer.lr, "lr_first": progress.lr_first,
                       "seconds": round(time.perf_counter() - started, 3),
                       "images_per_s": round(n_train / train_seconds, 2)}
             # Metrics first (the whole file rewritten atomically, so no line is ever half-written); a resume

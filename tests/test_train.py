@@ -91,15 +91,33 @@ def interrupt_at_training_step(monkeypatch, step):
     monkeypatch.setattr(trainer, "prepare_batch", prepare_batch)
 
 
-@pytest.mark.parametrize("stop_at_step", [3, 9])   # 7 steps an epoch: inside epoch 1, inside epoch 2
+def terminate_between_epochs(monkeypatch):
+    """Send ourselves a real SIGTERM after epoch 1's evaluation, while its curves are drawn (before its save)."""
+    original = trainer.plot_curves
+
+    def plot_curves(metrics, path, title=""):
+        if len(metrics) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return original(metrics, path, title)
+
+    monkeypatch.setattr(trainer, "plot_curves", plot_curves)
+
+
+# 7 steps an epoch: Ctrl-C inside epoch 1, inside epoch 2; SIGTERM between them (the next epoch's order is drawn
+# and saved before the loop stops, and the resumed run must not draw another).
+@pytest.mark.parametrize("stop_at_step", [3, 9, 7])
 def test_an_interrupted_run_resumes_bit_identically(data_dir, tmp_path, monkeypatch, stop_at_step, capsys):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     extra = ("--dropout", "0.1")                        # dropout masks must continue identically too
     assert train_module.main(tiny_run(data_dir, straight, *extra)) == 0
 
     with monkeypatch.context() as patch:
-        interrupt_at_training_step(patch, stop_at_step)
-        assert train_module.main(tiny_run(data_dir, interrupted, *extra)) == 130
+        if stop_at_step % 7:
+            interrupt_at_training_step(patch, stop_at_step)
+            assert train_module.main(tiny_run(data_dir, interrupted, *extra)) == 128 + signal.SIGINT
+        else:
+            terminate_between_epochs(patch)
+            assert train_module.main(tiny_run(data_dir, interrupted, *extra)) == 128 + signal.SIGTERM
     assert "checkpoint saved" in capsys.readouterr().out
     saved = load_checkpoint(interrupted / "checkpoint.npz")["progress"]
     assert int(saved["epoch"]) * 7 + int(saved["step"]) == stop_at_step
@@ -179,7 +197,7 @@ def test_runs_are_not_overwritten_and_resume_needs_a_checkpoint(data_dir, tmp_pa
     assert "no checkpoint at" in capsys.readouterr().err
     assert train_module.main(tiny_run(data_dir, out, "--epochs", "1")) == 0
     assert train_module.main(tiny_run(data_dir, out)) == 2
-    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert "already holds a run (checkpoint.npz, best.npz); continue it with --resume" in capsys.readouterr().err
     assert train_module.main(["--resume", "--out", str(out), "--k", "6"]) == 2
     assert "--k 6 (saved: 4)" in capsys.readouterr().err
     # A flag given with its default value is still a flag given: the saved run has k = 4, not the default 12.

@@ -2,6 +2,7 @@
 ``python -m scratchnet.train``, each case run through ``main(argv)`` (signals: test_train.py)."""
 import errno
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -156,14 +157,67 @@ def test_a_diverged_run_continues_from_its_last_good_checkpoint_with_a_lower_lr(
     code = train_module.main(advice.split()[3:] + ["--data-dir", str(cifar_dir)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "At step 7, where it continues, the rate is now 0.001 (it was 0.01)" in printed
+    assert "At step 8, where it continues, the rate is now 0.001 (it was 0.01)" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["lr"] == 0.01
-    assert config["changes"] == [{"setting": "lr", "was": 0.1, "now": 0.01, "epoch": 1, "step": 0}]
+    assert config["changes"] == [{"setting": "lr", "was": 0.1, "now": 0.01, "from_epoch": 2, "from_step": 1}]
     metrics = read_metrics(out)
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert metrics[0]["lr"] == pytest.approx(0.1) and metrics[1]["lr_first"] == pytest.approx(0.001)
     assert load_checkpoint(out / "checkpoint.npz")["config"]["changes"] == config["changes"]
+
+
+def test_the_advice_after_a_diverged_resume_can_be_followed(cifar_dir, tmp_path, monkeypatch, capsys):
+    """A resume that stretched --epochs, then diverged: the good checkpoint still has the old epochs."""
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
+    original = trainer.prepare_batch
+
+    def poisoned(images, labels, data, device, augment_rng=None, *rest):
+        x, y = original(images, labels, data, device, augment_rng, *rest)
+        return x * np.nan, y
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "prepare_batch", poisoned)
+        code, err = main_in(["--resume", "--out", str(out), "--epochs", "3", "--lr", "1"], capsys)
+    assert code == 1
+    advice = f"python -m scratchnet.train --resume --out {out} --epochs 3 --lr 0.1"
+    assert advice in err
+    config = json.loads((out / "config.json").read_text())      # back to the checkpoint's own config
+    assert (config["epochs"], config["lr"], config["changes"]) == (1, 0.1, [])
+    assert train_module.main(advice.split()[3:]) == 0
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2, 3]
+
+
+def test_a_resume_on_other_data_is_refused(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
+    other = tmp_path / "other"
+    make_cifar_folder(other, per_file=10)
+    code, err = main_in(["--resume", "--out", str(out), "--epochs", "2", "--data-dir", str(other)], capsys)
+    assert code == 2 and "used 100 training images, but the data found now has 50" in err
+
+
+def test_a_learning_rate_changed_inside_an_epoch_keeps_that_epochs_first_rate(cifar_dir, tmp_path, monkeypatch,
+                                                                                capsys):
+    out = tmp_path / "run"
+    original = trainer.prepare_batch
+
+    def interrupt_at_step_3(images, labels, data, device, augment_rng=None, *rest):
+        interrupt_at_step_3.calls += augment_rng is not None
+        if interrupt_at_step_3.calls == 3:
+            signal.raise_signal(signal.SIGINT)
+        return original(images, labels, data, device, augment_rng, *rest)
+
+    interrupt_at_step_3.calls = 0
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "prepare_batch", interrupt_at_step_3)
+        assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "4")) == 130
+    assert train_module.main(["--resume", "--out", str(out), "--lr", "0.05"]) == 0
+    metrics = read_metrics(out)
+    assert metrics[0]["lr_first"] == pytest.approx(0.1) and metrics[0]["lr"] == pytest.approx(0.05)
+    changes = json.loads((out / "config.json").read_text())["changes"]
+    assert changes == [{"setting": "lr", "was": 0.1, "now": 0.05, "from_epoch": 1, "from_step": 4}]
 
 
 def test_a_checkpoint_that_is_not_finite_is_not_resumed(cifar_dir, tmp_path, capsys):
@@ -175,6 +229,53 @@ def test_a_checkpoint_that_is_not_finite_is_not_resumed(cifar_dir, tmp_path, cap
     np.savez(out / "checkpoint.npz", **arrays)
     code, err = main_in(["--resume", "--out", str(out), "--epochs", "2"], capsys)
     assert code == 2 and "holds NaN or infinite values (features.norm5.running_var)" in err
+
+
+def test_eval_only_refuses_settings_it_would_ignore(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
+    code, err = main_in(["--eval-only", str(out / "checkpoint.npz"), "--k", "8", "--dataset", "cifar100"], capsys)
+    assert code == 2 and "--dataset, --k cannot be given with it" in err
+    assert train_module.main(["--eval-only", str(out / "checkpoint.npz"), "--data-dir", str(cifar_dir),
+                              "--batch-size", "3"]) == 0
+    code, err = main_in(["--eval-only", str(out), "--data-dir", str(cifar_dir)], capsys)
+    assert code == 2 and "(it is a folder: give its checkpoint.npz or best.npz)" in err
+
+
+def test_a_best_checkpoint_without_a_last_one_is_pointed_at_and_kept(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"                  # as a kill between the first best.npz and checkpoint.npz leaves it
+    assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
+    (out / "checkpoint.npz").unlink()
+    best = (out / "best.npz").read_bytes()
+    code, err = main_in(["--resume", "--out", str(out), "--epochs", "2"], capsys)
+    assert code == 2 and f"copy it: cp {out / 'best.npz'} {out / 'checkpoint.npz'}" in err
+    code, err = main_in(tiny_run(cifar_dir, out), capsys)               # a new run would overwrite it
+    assert code == 2 and "already holds a run (best.npz)" in err
+    assert (out / "best.npz").read_bytes() == best
+
+
+def test_an_invalid_saved_config_names_the_checkpoint(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
+    with np.load(out / "checkpoint.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    for field, value, message in (("changes", "oops", "changes must be a list"), ("depth", "10", "--depth must be")):
+        arrays["config"] = np.array(json.dumps({**config, field: value}))
+        np.savez(out / "checkpoint.npz", **arrays)
+        code, err = main_in(["--resume", "--out", str(out), "--epochs", "2"], capsys)
+        assert code == 2 and f"{out / 'checkpoint.npz'} holds a config that is not valid" in err and message in err
+    arrays["config"] = np.array(json.dumps({**config, "k": 6}))             # weights of k = 4
+    np.savez(out / "checkpoint.npz", **arrays)
+    code, err = main_in(["--eval-only", str(out / "checkpoint.npz"), "--data-dir", str(cifar_dir)], capsys)
+    assert code == 2 and "does not hold the weights of the model its config describes" in err
+
+
+def test_a_broken_symbolic_link_as_out_is_named(cifar_dir, tmp_path, capsys):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    code, err = main_in(tiny_run(cifar_dir, link), capsys)
+    assert code == 2 and f"--out {link} is a broken symbolic link" in err
 
 
 # -- the schedule counts steps --------------------------------------------------------------------------------------
@@ -192,17 +293,24 @@ def test_the_step_schedule_drops_at_half_and_three_quarters_of_all_steps(cifar_d
     assert rates == pytest.approx([0.1] * 3 + [0.01] * 2 + [0.001] * 2)
 
 
+def test_a_schedule_too_short_for_its_drops_says_so(cifar_dir, tmp_path, capsys):
+    assert train_module.main(tiny_run(cifar_dir, tmp_path / "run", "--epochs", "1", "--batch-size", "100")) == 0
+    assert ("divided by 10 from step 1 (epoch 1, step 1) and again from step 1 (epoch 1, step 1) of 1 (1 epoch of "
+            "1 step); with only 1 step the 50% and 75% points do not fall on steps of their own") in \
+        capsys.readouterr().out
+
+
 def test_more_epochs_on_resume_say_what_they_do_to_the_schedule(cifar_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_module.main(tiny_run(cifar_dir, out, "--epochs", "1")) == 0
     capsys.readouterr()
     assert train_module.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "divided by 10 at steps 7 (epoch 2) and 10 (epoch 2, step 4) of 14" in printed
-    assert "it was learning rate 0.1, divided by 10 at steps 3 (epoch 1, step 4) and 5 (epoch 1, step 6) of 7" in printed
-    assert "At step 7, where it continues, the rate is now 0.01 (it was 0.001)" in printed
+    assert "divided by 10 from step 8 (epoch 2, step 1) and again from step 11 (epoch 2, step 4) of 14" in printed
+    assert "it was learning rate 0.1, divided by 10 from step 4 (epoch 1, step 4) and again from step 6 (epoch 1, step 6) of 7" in printed
+    assert "At step 8, where it continues, the rate is now 0.01 (it was 0.001)" in printed
     changes = json.loads((out / "config.json").read_text())["changes"]
-    assert changes == [{"setting": "epochs", "was": 1, "now": 2, "epoch": 1, "step": 0}]
+    assert changes == [{"setting": "epochs", "was": 1, "now": 2, "from_epoch": 2, "from_step": 1}]
 
 
 # -- files: metrics, checkpoints, a full disk -----------------------------------------------------------------------
