@@ -440,6 +440,23 @@ def test_a_read_only_data_folder_says_how_to_extract_elsewhere(tmp_path, monkeyp
     assert np.array_equal(load_cifar("cifar10", elsewhere, download=False).test_labels, written["test"][1])
 
 
+def test_a_data_folder_that_refuses_writes_is_a_message_even_as_root(tmp_path, monkeypatch):
+    """What the test above checks with chmod, for machines (CI) whose tests run as root: the write refused."""
+    archive, md5, _ = make_cifar_archive(tmp_path / "data")
+    publish(monkeypatch, "cifar10", tmp_path / "x.tar.gz", md5)
+
+    def refuse(prefix="", dir=None):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / f"{prefix}xyz"))
+
+    monkeypatch.setattr(cifar.tempfile, "mkdtemp", refuse)
+    before = snapshot(archive.parent)
+    with pytest.raises(DataError) as error:
+        load_cifar("cifar10", archive.parent, download=False)
+    assert str(error.value).startswith(f"cannot extract {archive}: {archive.parent}/ is not writable")
+    assert snapshot(archive.parent) == before and leftovers(archive.parent) == []
+    assert_destroys_nothing(str(error.value))
+
+
 @needs_permissions
 def test_a_read_only_data_folder_refuses_a_download_before_fetching(tmp_path, monkeypatch):
     archive, md5, _ = make_cifar_archive(tmp_path / "server")

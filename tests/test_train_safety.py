@@ -271,6 +271,15 @@ def test_an_invalid_saved_config_names_the_checkpoint(cifar_dir, tmp_path, capsy
     assert code == 2 and "does not hold the weights of the model its config describes" in err
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_anything_is(cifar_dir, tmp_path, monkeypatch, capsys):
+    """os.access says no (chmod would, but these tests may run as root, whom it does not stop)."""
+    monkeypatch.setattr(train_module.os, "access", lambda path, mode: False)
+    out = tmp_path / "runs" / "x"
+    code, err = main_in(tiny_run(cifar_dir, out), capsys)
+    assert code == 2 and f"--out {out}: {tmp_path} is not writable; choose a folder you can write to" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_broken_symbolic_link_as_out_is_named(cifar_dir, tmp_path, capsys):
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "gone")
