@@ -83,6 +83,8 @@ def test_an_out_that_is_a_file_or_under_one_is_refused(cifar_dir, tmp_path, caps
 
 
 # -- divergence: nothing non-finite is kept, the run stops, and continues with a lower lr --------------------------
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",       # NumPy, as the weights blow up
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_run_at_a_huge_learning_rate_stops_and_keeps_only_finite_checkpoints(cifar_dir, tmp_path, capsys):
     out = tmp_path / "run"                  # one step per epoch, as the case that ended with exit 0
     code, err = main_in(tiny_run(cifar_dir, out, "--lr", "1e4", "--batch-size", "100", "--epochs", "6"),
