@@ -176,6 +176,11 @@ def concat_case(shapes, axis):
                   lambda *xs: ops.concat_forward(list(xs), axis=axis), ops.concat_backward, reference)
 
 
+def add_case(shape):
+    return OpCase(f"add-{shape}", lambda rng: [rng.standard_normal(shape), rng.standard_normal(shape)],
+                  ops.add_forward, ops.add_backward, lambda a, b: a + b)
+
+
 def avgpool_case(shape, kernel, stride, tier=ops):
     prefix = "fast." if tier is fast else ""
     return OpCase(f"{prefix}avgpool-{shape}-k{kernel}-s{stride}", normal(*shape),
@@ -243,6 +248,8 @@ CASES = [
     concat_case([(2, 3, 7, 9), (2, 1, 7, 9), (2, 4, 7, 9)], axis=1),
     concat_case([(1, 5, 2, 3), (2, 5, 2, 3)], axis=0),
     concat_case([(3, 2), (3, 4)], axis=-1),
+    add_case((2, 3, 7, 9)),
+    add_case((4, 5)),
     avgpool_case((2, 3, 8, 8), 2, 2),
     avgpool_case((2, 3, 7, 9), 2, 2),
     avgpool_case((1, 2, 7, 9), 3, 2),

@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from pytorch_parity import NETWORKS, randomised_batch_norms, run_step
+from pytorch_parity import NETWORKS, WITH_MEMORY_EFFICIENT_TWIN, randomised_batch_norms, run_step
 from scratchnet import ops
 from scratchnet.backend import to_device
 from scratchnet.gradcheck import check_module_directional, norm_rel_error
@@ -36,7 +36,7 @@ def assert_same_step(textbook, fast, x, dlogits, train, tolerance=1e-10):
         assert norm_rel_error(a[3][key], b[3][key]) < tolerance, f"{mode} {key}"
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", WITH_MEMORY_EFFICIENT_TWIN)
 def test_memory_efficient_gradients_are_those_of_the_textbook_model(name, device):
     build, _, size = NETWORKS[name]
     textbook, efficient = build(), build(memory_efficient=True)

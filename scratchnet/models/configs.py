@@ -8,6 +8,7 @@ and gradients.
 import numpy as np
 
 from .densenet import DenseNet
+from .depths import nearest_depths, units_per_stage
 from .efficient_densenet import EfficientDenseNet
 
 
@@ -18,14 +19,11 @@ def densenet_class(memory_efficient):
 
 def valid_cifar_depths(bc, near, count=2):
     """The depths closest to ``near`` that densenet_cifar accepts (4 + 6n for BC, 4 + 3n for basic)."""
-    step = 6 if bc else 3
-    n = max(1, round((near - 4) / step))
-    candidates = sorted({4 + step * max(1, n + offset) for offset in (-1, 0, 1)}, key=lambda d: (abs(d - near), d))
-    return sorted(candidates[:count])
+    return nearest_depths(4, 6 if bc else 3, near, count)
 
 
 def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes=10, dtype=np.float32, seed=0,
-                   memory_efficient=False, layers=None):
+                   memory_efficient=False, layers=None, preactivation=True):
     """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
 
     bc=True (DenseNet-BC): (depth - 4) / 6 bottleneck layers per block, a stem of 2k channels,
@@ -33,14 +31,9 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
     a stem of 16 channels, theta default 1 (no compression).
     layers: a layer factory class to use instead of the network's own, e.g. (with memory_efficient=True)
     ``functools.partial(FastLayerFactory, shared_buffers=False)`` (``bench --ablation`` does this).
+    preactivation: False builds every unit as Conv-BN-ReLU (``DenseNet``'s docstring), textbook tier only.
     """
-    step = 6 if bc else 3
-    if depth < 4 + step or (depth - 4) % step:
-        kind = "DenseNet-BC" if bc else "DenseNet"
-        nearest = " or ".join(str(d) for d in valid_cifar_depths(bc, depth))
-        raise ValueError(f"depth {depth} does not fit {kind}: (depth - 4) must be a positive multiple of {step}; "
-                         f"the nearest valid depths are {nearest}")
-    n = (depth - 4) // step
+    n = units_per_stage(depth, 4, 6 if bc else 3, "DenseNet-BC" if bc else "DenseNet")
     if theta is None:
         theta = 0.5 if bc else 1.0
     if not 0 < theta <= 1:
@@ -48,7 +41,7 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
     return densenet_class(memory_efficient)(
         growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bc else 16, bn_size=4 if bc else None,
         compression=theta, drop_rate=dropout, num_classes=num_classes, stem="cifar", dtype=dtype, seed=seed,
-        layers=layers)
+        layers=layers, preactivation=preactivation)
 
 
 def _imagenet_densenet(block_config, num_classes, memory_efficient, options, growth_rate=32, num_init_features=64):

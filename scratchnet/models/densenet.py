@@ -9,6 +9,10 @@ H_l is BN-ReLU-Conv(3x3, k), or with a bottleneck ("B") BN-ReLU-Conv(1x1, 4k)-BN
 Between blocks a transition BN-ReLU-Conv(1x1)-AvgPool(2x2) halves the image
 and, with compression ("C"), keeps only a fraction theta of the channels.
 
+That is the pre-activation order (BN and ReLU before each conv, as He et al.'s "Identity Mappings"
+and the paper). ``preactivation=False`` builds every unit as Conv-BN-ReLU instead, the order of
+Keras code in many lecture notes, so that the two can be compared on the same data.
+
 Module and state-dict names are torchvision's (``features.denseblock1.denselayer1.norm1.weight``, ...),
 so weights move between scratchnet and ``torchvision.models.densenet121`` unchanged.
 
@@ -38,6 +42,7 @@ class LayerFactory:
     """
     dtype: type = np.float32
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))   # seeded: reproducible
+    preactivation: bool = True                  # BN-ReLU before each conv (the paper's order), else Conv-BN-ReLU
     channel_axis = 1                            # the axis along which dense blocks concatenate feature maps
 
     def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
@@ -47,6 +52,13 @@ class LayerFactory:
     def norm_relu(self, channels, suffix=""):
         """BN then ReLU, named as torchvision names them: normX and reluX."""
         return {f"norm{suffix}": BatchNorm2d(channels, dtype=self.dtype), f"relu{suffix}": ReLU()}
+
+    def conv_unit(self, conv, suffix=""):
+        """A conv with its BN and ReLU, in the factory's order: normX, reluX, convX (pre-activation: the BN
+        normalises the conv's input) or convX, normX, reluX (post-activation: it normalises the conv's output)."""
+        if self.preactivation:
+            return OrderedDict([*self.norm_relu(conv.in_channels, suffix).items(), (f"conv{suffix}", conv)])
+        return OrderedDict([(f"conv{suffix}", conv), *self.norm_relu(conv.out_channels, suffix).items()])
 
     def dropout(self, p):
         return Dropout(p, self.rng)
@@ -60,7 +72,8 @@ class LayerFactory:
 
 def dense_layer_modules(num_input_features, growth_rate, bn_size, drop_rate, make):
     """BN-ReLU-Conv(1x1, bn_size*k)-BN-ReLU-Conv(3x3, k), or (bn_size None) BN-ReLU-Conv(3x3, k),
-    each conv followed by dropout when drop_rate > 0: torchvision's names (norm1, relu1, conv1, ...)."""
+    each unit followed by dropout when drop_rate > 0: torchvision's names (norm1, relu1, conv1, ...).
+    With a post-activation factory each unit is Conv-BN-ReLU (``LayerFactory.conv_unit``)."""
     if bn_size:
         convs = [make.conv(num_input_features, bn_size * growth_rate, 1),
                  make.conv(bn_size * growth_rate, growth_rate, 3, padding=1)]
@@ -68,8 +81,7 @@ def dense_layer_modules(num_input_features, growth_rate, bn_size, drop_rate, mak
         convs = [make.conv(num_input_features, growth_rate, 3, padding=1)]
     modules = OrderedDict()
     for i, conv in enumerate(convs, start=1):
-        modules.update(make.norm_relu(conv.in_channels, suffix=i))
-        modules[f"conv{i}"] = conv
+        modules.update(make.conv_unit(conv, suffix=i))
         if drop_rate > 0:
             modules[f"drop{i}"] = make.dropout(drop_rate)
     return modules
@@ -139,12 +151,14 @@ class DenseBlock(Module):
 
 
 class Transition(Sequential):
-    """BN-ReLU-Conv(1x1)-AvgPool(2x2) between dense blocks: (N, C, H, W) -> (N, C_out, H/2, W/2)."""
+    """BN-ReLU-Conv(1x1)-AvgPool(2x2) between dense blocks: (N, C, H, W) -> (N, C_out, H/2, W/2).
+
+    (Conv(1x1)-BN-ReLU-AvgPool(2x2) with a post-activation factory.)
+    """
 
     def __init__(self, num_input_features, num_output_features, drop_rate=0.0, make=None):
         make = make or LayerFactory()
-        layers = OrderedDict(make.norm_relu(num_input_features))
-        layers["conv"] = make.conv(num_input_features, num_output_features, 1)
+        layers = make.conv_unit(make.conv(num_input_features, num_output_features, 1))
         if drop_rate > 0:
             layers["drop"] = make.dropout(drop_rate)
         layers["pool"] = make.avgpool()
@@ -182,21 +196,23 @@ class DenseNet(Module):
     compression: theta, the fraction of channels a transition keeps; drop_rate: dropout after each conv
     but the stem; stem: "cifar" (3x3 conv) or "imagenet" (7x7/2 conv, BN-ReLU, 3x3/2 max pool);
     seed: the weights' and the dropout masks' random generator (``self.rng``);
-    layers: the class that makes the layers, called as ``layers(dtype, rng)``: ``LayerFactory`` (the default),
-    or a variant of it whose layers take the same (N, C, H, W) arrays.
+    preactivation: True, BN-ReLU-Conv units and a final BN-ReLU (the paper's); False, Conv-BN-ReLU units,
+    the CIFAR stem's conv followed by BN-ReLU too, and no final BN-ReLU (every feature map is already one);
+    layers: the class that makes the layers, called as ``layers(dtype, rng, preactivation=...)``:
+    ``LayerFactory`` (the default), or a variant of it whose layers take the same (N, C, H, W) arrays.
     x: (N, 3, H, W) -> logits (N, num_classes).
     """
     layer_factory = LayerFactory        # the default of ``layers``; efficient_densenet.EfficientDenseNet has its own
 
     def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4,
                  compression=0.5, drop_rate=0.0, num_classes=1000, stem="imagenet", dtype=np.float32, seed=0,
-                 layers=None):
+                 layers=None, preactivation=True):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         # One generator for the initial weights and, afterwards, every dropout mask.
         self.rng = np.random.default_rng(seed)
-        make = (layers or self.layer_factory)(dtype, self.rng)
+        make = (layers or self.layer_factory)(dtype, self.rng, preactivation=preactivation)
         if make.channel_axis != self.layer_factory.channel_axis:
             raise ValueError(f"{type(self).__name__} runs layers whose channels are axis "
                              f"{self.layer_factory.channel_axis}, but {type(make).__name__}'s are axis "
@@ -205,6 +221,8 @@ class DenseNet(Module):
         modules = OrderedDict()
         if stem == "cifar":
             modules["conv0"] = make.conv(3, num_init_features, 3, padding=1)
+            if not preactivation:
+                modules.update(make.norm_relu(num_init_features, suffix=0))
         else:
             modules["conv0"] = make.conv(3, num_init_features, 7, stride=2, padding=3)
             modules.update(make.norm_relu(num_init_features, suffix=0))
@@ -217,7 +235,8 @@ class DenseNet(Module):
                 out_channels = int(math.floor(compression * channels))
                 modules[f"transition{i}"] = Transition(channels, out_channels, drop_rate, make)
                 channels = out_channels
-        modules.update(make.norm_relu(channels, suffix=5))
+        if preactivation:
+            modules.update(make.norm_relu(channels, suffix=5))
         self.features = Sequential(modules)
         self.pool = GlobalAvgPool2d()
         self.classifier = Linear(channels, num_classes, dtype=dtype, rng=self.rng)

@@ -39,6 +39,12 @@ class FastLayerFactory(LayerFactory):
     shared_buffers: bool = True
     channel_axis = 0
 
+    def __post_init__(self):
+        if not self.preactivation:
+            raise ValueError("the memory-efficient DenseNet shares one normalised buffer among a block's layers, "
+                             "which only the pre-activation order (BN-ReLU-Conv) allows: build a post-activation "
+                             "DenseNet with memory_efficient=False")
+
     def conv(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
         return ChannelMajorConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False,
                                   dtype=self.dtype, rng=self.rng, method=self.conv_method)

@@ -11,6 +11,7 @@ module (NumPy or CuPy) from its inputs. The same computations, made fast, are in
 ``scratchnet.fast``.
 """
 from .activation import ReLUCache, relu_backward, relu_forward
+from .add import AddCache, add_backward, add_forward
 from .concat import ConcatCache, concat_backward, concat_forward
 from .conv import ConvCache, col2im, conv2d_backward, conv2d_forward, im2col
 from .dropout import DropoutCache, dropout_backward, dropout_forward
@@ -25,6 +26,7 @@ __all__ = [
     "batchnorm_forward", "batchnorm_backward",
     "relu_forward", "relu_backward",
     "concat_forward", "concat_backward",
+    "add_forward", "add_backward",
     "avgpool_forward", "avgpool_backward",
     "maxpool_forward", "maxpool_backward",
     "global_avgpool_forward", "global_avgpool_backward",
