@@ -28,7 +28,6 @@ from pathlib import Path
 from .backend import GPUUnavailableError, array_module_for
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, non_finite_entries
 from .data import DataError
-from .models import densenet_cifar
 from .optim import SCHEDULES
 from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress, RunConfig, StopRequest,
                       build_model, evaluate, flag, load_data, load_weights, require_training_extras, train)
@@ -58,13 +57,22 @@ def build_parser():
         group.add_argument(flag, help=f"{help} (default: {default})", **kwargs)
 
     model = p.add_argument_group("model")
-    setting(model, "--depth", "L, the number of layers: 4 + 6n for BC, 4 + 3n without", type=int)
+    setting(model, "--arch", "densenet, or resnet: the CIFAR ResNets of He et al. (pre-activation unless "
+            "--post-activation; give --depth)", choices=["densenet", "resnet"])
+    setting(model, "--depth", "L, the number of layers: 4 + 6n for BC, 4 + 3n without; resnet: 6n + 2, "
+            "9n + 2 with --bottleneck", type=int)
     setting(model, "--k", "growth rate: feature maps each layer adds", type=int)
     setting(model, "--no-bc", "plain DenseNet: no bottleneck, no compression, a 16-channel stem", dest="bc",
             action="store_false", shown="DenseNet-BC")
     setting(model, "--theta", "compression at transitions", type=float, shown="0.5 BC, 1 plain")
     setting(model, "--dropout", "dropout after each conv but the first (the paper's 0.2 without augmentation)",
             type=float)
+    setting(model, "--post-activation", "Conv-BN-ReLU units (the order of many lecture notes' Keras code) "
+            "instead of the papers' BN-ReLU-Conv; the textbook tier", dest="preactivation", action="store_false",
+            shown="pre-activation")
+    setting(model, "--bottleneck", "resnet: 1x1-3x3-1x1 blocks (ResNet-164, -1001)", action="store_true")
+    setting(model, "--no-shortcut", "resnet: the plain net, without identity or projection paths", dest="shortcut",
+            action="store_false", shown="with shortcuts")
     setting(model, "--no-memory-efficient", "the textbook DenseNet (scratchnet.ops only: a concatenation per "
             "layer, memory quadratic in depth, several times slower) instead of the shared-buffer one of the fast "
             "tier (Pleiss et al. 2017; same gradients)", dest="memory_efficient", action="store_false",
@@ -111,14 +119,26 @@ def check_out_folder(out):
         raise ConfigError(f"--out {out}: {existing} is not writable; choose a folder you can write to")
 
 
+# Flags that only one architecture has.
+ARCH_ONLY = {"densenet": ("k", "bc", "theta", "dropout"), "resnet": ("bottleneck", "shortcut")}
+
+
 def new_config(given):
     """The config of a new run from the settings given on the command line, checked."""
+    arch = given.get("arch", RunConfig.arch)
+    other = "resnet" if arch == "densenet" else "densenet"
+    misplaced = [flag(key) for key in ARCH_ONLY[other] if key in given]
+    if misplaced:
+        verb = "belongs" if len(misplaced) == 1 else "belong"
+        raise ConfigError(f"{', '.join(misplaced)} {verb} to --arch {other}, not to --arch {arch}")
+    if arch == "resnet" or given.get("preactivation") is False:
+        given = {**given, "memory_efficient": False}          # only the pre-activation DenseNet has a fast tier
     config = RunConfig(**given)
     if config.out is None:
         config.out = config.default_out()
     check_out_folder(config.out)
     try:
-        densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta)   # a depth that does not fit
+        build_model(replace(config, device="cpu"))            # a depth that does not fit, a bad theta
     except ValueError as e:
         raise ConfigError(str(e)) from None
     array_module_for(config.device)          # a missing GPU is reported before anything is written

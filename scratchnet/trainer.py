@@ -29,7 +29,7 @@ from .backend import get_array_module, to_device, to_numpy
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_finite_entries, restore_generator,
                          save_checkpoint)
 from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
-from .models import densenet_cifar
+from .models import densenet_cifar, resnet_cifar
 from .optim import SCHEDULES, SGD, step_milestones
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
@@ -77,12 +77,16 @@ def flag(name):
 @dataclass
 class RunConfig:
     """Every setting of a training run. The defaults are the paper's recipe for DenseNet-BC (L=40, k=12) on C10+."""
+    arch: str = "densenet"          # densenet, or resnet (resnet_cifar: depth 6n + 2, bottleneck 9n + 2)
     depth: int = 40                 # L: 4 + 6n for BC, 4 + 3n without
     k: int = 12                     # growth rate
     bc: bool = True                 # bottleneck and compression (DenseNet-BC)
     theta: float | None = None      # compression; None: 0.5 for BC, 1 without
     dropout: float = 0.0
     memory_efficient: bool = True   # the shared-buffer DenseNet of the fast tier, else the textbook one
+    preactivation: bool = True      # BN-ReLU-Conv (the papers'), else Conv-BN-ReLU (textbook tier only)
+    bottleneck: bool = False        # resnet: 1x1-3x3-1x1 blocks
+    shortcut: bool = True           # resnet: False is the plain net
     dataset: str = "cifar10"        # cifar10, cifar100 or synthetic
     data_dir: str = "data"
     augment: bool = True            # C10+: random crops and flips
@@ -132,18 +136,32 @@ class RunConfig:
         number("weight_decay", 0, math.inf)
         if not (isinstance(self.changes, list) and all(isinstance(c, dict) for c in self.changes)):
             raise ConfigError(f"changes must be a list of records of settings changed on resume, got {self.changes!r}")
-        for name, allowed in (("dataset", ("cifar10", "cifar100", "synthetic")), ("schedule", tuple(SCHEDULES)),
+        if self.memory_efficient and (self.arch == "resnet" or not self.preactivation):
+            raise ConfigError("the memory-efficient network is a pre-activation DenseNet: --arch resnet and "
+                              "--post-activation train the textbook tier (--no-memory-efficient)")
+        for name, allowed in (("arch", ("densenet", "resnet")), ("dataset", ("cifar10", "cifar100", "synthetic")), ("schedule", tuple(SCHEDULES)),
                               ("device", ("cpu", "gpu")), ("pad_fill", ("mean", "black"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     @property
     def name(self):
-        return ("DenseNet-BC" if self.bc else "DenseNet") + f" (L={self.depth}, k={self.k})"
+        if self.arch == "resnet":
+            order = "pre-activation " if self.preactivation else ""
+            return (f"{order}{'ResNet' if self.shortcut else 'plain net'}-{self.depth}"
+                    + (" (bottleneck)" if self.bottleneck else ""))
+        order = "" if self.preactivation else ", post-activation"
+        return ("DenseNet-BC" if self.bc else "DenseNet") + f" (L={self.depth}, k={self.k}{order})"
 
     def default_out(self):
-        kind = "densenet-bc" if self.bc else "densenet"
-        return str(Path("runs") / f"{kind}-L{self.depth}-k{self.k}-{self.dataset}")
+        """runs/<architecture>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10, runs/preact-resnet-56-cifar10."""
+        if self.arch == "resnet":
+            kind = (("preact-" if self.preactivation else "") + ("resnet" if self.shortcut else "plain")
+                    + f"-{self.depth}" + ("-bottleneck" if self.bottleneck else ""))
+        else:
+            kind = ("densenet-bc" if self.bc else "densenet") + f"-L{self.depth}-k{self.k}"
+            kind += "" if self.preactivation else "-post"
+        return str(Path("runs") / f"{kind}-{self.dataset}")
 
     def to_dict(self):
         """The settings and the model's name, as saved in config.json and in checkpoints."""
@@ -207,9 +225,14 @@ class Progress:
 
 
 def build_model(config):
-    model = densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta, dropout=config.dropout,
-                           num_classes=100 if config.dataset == "cifar100" else 10, seed=config.seed,
-                           memory_efficient=config.memory_efficient)
+    num_classes = 100 if config.dataset == "cifar100" else 10
+    if config.arch == "resnet":
+        model = resnet_cifar(config.depth, preactivation=config.preactivation, bottleneck=config.bottleneck,
+                             shortcut=config.shortcut, num_classes=num_classes, seed=config.seed)
+    else:
+        model = densenet_cifar(config.depth, config.k, bc=config.bc, theta=config.theta, dropout=config.dropout,
+                               num_classes=num_classes, seed=config.seed, memory_efficient=config.memory_efficient,
+                               preactivation=config.preactivation)
     return model.to(config.device)
 
 

@@ -275,3 +275,32 @@ def test_the_pad_fill_is_a_setting_of_the_run(data_dir, tmp_path):
     assert train_module.main(tiny_run(data_dir, out, "--epochs", "1", "--pad-fill", "black")) == 0
     assert json.loads((out / "config.json").read_text())["pad_fill"] == "black"
     assert train_module.main(["--resume", "--out", str(out), "--epochs", "2", "--pad-fill", "mean"]) == 2
+
+
+@pytest.mark.parametrize("flags, name, folder", [
+    (["--arch", "resnet", "--depth", "8"], "pre-activation ResNet-8", "preact-resnet-8-cifar10"),
+    (["--arch", "resnet", "--depth", "8", "--post-activation", "--no-shortcut"], "plain net-8", "plain-8-cifar10"),
+    (["--depth", "10", "--k", "4", "--post-activation"], "DenseNet-BC (L=10, k=4, post-activation)",
+     "densenet-bc-L10-k4-post-cifar10"),
+])
+def test_other_architectures_train_from_the_command_line(data_dir, tmp_path, monkeypatch, flags, name, folder, capsys):
+    monkeypatch.chdir(tmp_path)                                 # the default --out, runs/<architecture>-<dataset>
+    argv = ["--data-dir", str(data_dir), "--batch-size", "16", "--epochs", "1", *flags]
+    assert train_module.main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"{name}: ")
+    out = tmp_path / "runs" / folder
+    config = json.loads((out / "config.json").read_text())
+    assert config["name"] == name and not config["memory_efficient"]      # one tier: the textbook one
+    model = trainer.build_model(trainer.RunConfig.from_dict(config))
+    assert model.load_state_dict(load_checkpoint(out / "checkpoint.npz")["model"]) == ([], [])
+    assert np.isfinite(read_metrics(out)[0]["test_loss"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--arch", "resnet", "--depth", "40"], "depth 40 does not fit a ResNet of basic blocks"),
+    (["--arch", "resnet", "--depth", "8", "--k", "6"], "--k belongs to --arch densenet, not to --arch resnet"),
+    (["--depth", "10", "--bottleneck"], "--bottleneck belongs to --arch resnet"),
+])
+def test_architecture_flags_that_do_not_fit_are_refused(data_dir, tmp_path, flags, message, capsys):
+    assert train_module.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x"), *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
