@@ -113,7 +113,8 @@ class RunConfig:
         """Raise ConfigError, naming the flag, for any setting that cannot give a meaningful run."""
         def whole(name, low):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
+            whole_number = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            if value is not None and not (whole_number and value >= low):
                 raise ConfigError(f"{flag(name)} must be a whole number >= {low}, got {value!r}")
 
         def number(name, low, high, low_included=True, high_included=False):
@@ -139,7 +140,8 @@ class RunConfig:
         if self.memory_efficient and (self.arch == "resnet" or not self.preactivation):
             raise ConfigError("the memory-efficient network is a pre-activation DenseNet: --arch resnet and "
                               "--post-activation train the textbook tier (--no-memory-efficient)")
-        for name, allowed in (("arch", ("densenet", "resnet")), ("dataset", ("cifar10", "cifar100", "synthetic")), ("schedule", tuple(SCHEDULES)),
+        for name, allowed in (("arch", ("densenet", "resnet")), ("dataset", ("cifar10", "cifar100", "synthetic")),
+                              ("schedule", tuple(SCHEDULES)),
                               ("device", ("cpu", "gpu")), ("pad_fill", ("mean", "black"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -404,7 +406,8 @@ def schedule_summary(config, steps_per_epoch):
         return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({length})"
     milestones = step_milestones(total)
     where = [f"step {m + 1:,} ({where_in_run(m, steps_per_epoch)})" for m in milestones]
-    summary = f"learning rate {config.lr:g}, divided by 10 from {where[0]} and again from {where[1]} of {total:,} ({length})"
+    summary = (f"learning rate {config.lr:g}, divided by 10 from {where[0]} and again from {where[1]} of {total:,} "
+               f"({length})")
     if milestones[0] == 0 or milestones[0] == milestones[1]:
         summary += (f"; with only {plural(total, 'step')} the 50% and 75% points do not fall on steps of their own, "
                     "so some rates are never used")
@@ -557,7 +560,8 @@ def train(config, checkpoint=None, saved=None):
                 save(f"after epoch {epoch + 1}", best_path)    # before checkpoint.npz, which records it as the best
             save(f"after epoch {epoch + 1}")
             tqdm.write(f"epoch {epoch + 1:>3}/{config.epochs}  train loss {record['train_loss']:.4f} "
-                       f"acc {record['train_acc']:.2%}  test loss {record['test_loss']:.4f} acc {record['test_acc']:.2%}"
+                       f"acc {record['train_acc']:.2%}  test loss {record['test_loss']:.4f} "
+                       f"acc {record['test_acc']:.2%}"
                        f"{' (best)' if best else ''}  lr {record['lr']:.4g}  {record['images_per_s']:.1f} img/s  "
                        f"{record['seconds']:.1f} s")
     finally:
