@@ -86,9 +86,9 @@ def load_checkpoint(path):
                                       f"({path.stat().st_size} bytes)")
         with np.load(path, allow_pickle=False) as archive:
             entries = {key: archive[key] for key in archive.files}
+    except CheckpointError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, CheckpointError):
-            raise
         # NumPy's own message for object arrays suggests allow_pickle=True: checkpoints never need it.
         reason = "it holds pickled objects, which checkpoints never do" if "pickle" in str(e) else e
         raise CheckpointError(f"{not_one}: it is truncated or damaged ({reason})") from None

@@ -30,7 +30,8 @@ from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, non
 from .data import DataError
 from .optim import SCHEDULES
 from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress, RunConfig, StopRequest,
-                      build_model, evaluate, flag, load_data, load_weights, require_training_extras, train)
+                      build_model, evaluate, flag, load_data, load_weights, require_training_extras, signal_name,
+                      train)
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
 # A changed lr or epochs moves the learning-rate schedule from the checkpoint's step on (recorded in "changes").
@@ -158,8 +159,8 @@ def saved_config(checkpoint, path):
 
 
 def require_resumable(checkpoint, path):
-    """Raise CheckpointError unless the checkpoint holds what a resumed run needs, all of it finite."""
-    Progress.from_arrays(checkpoint["progress"], str(path))
+    """The checkpoint's Progress; a CheckpointError unless it holds what a resumed run needs, all of it finite."""
+    progress = Progress.from_arrays(checkpoint["progress"], str(path))
     missing = [name for name, section, key in (("the optimiser's state", "optimizer", "lr"),
                                                ("the data order's generator", "rng", "data"),
                                                ("the model's generator", "rng", "model"))
@@ -172,6 +173,7 @@ def require_resumable(checkpoint, path):
         raise CheckpointError(f"{path} holds NaN or infinite values ({', '.join(broken[:3])}): it was saved after "
                               "training diverged (by a scratchnet older than its divergence check) and cannot be "
                               "continued; start a new run in another --out with a lower --lr")
+    return progress
 
 
 def resume_config(given):
@@ -187,7 +189,7 @@ def resume_config(given):
                               f"continue from it, copy it: cp {best} {path}")
     checkpoint = load_checkpoint(path)
     saved = saved_config(checkpoint, path)
-    require_resumable(checkpoint, path)
+    progress = require_resumable(checkpoint, path)
     clashes = sorted(key for key, value in given.items()
                      if key not in RESUME_MAY_CHANGE and value != getattr(saved, key))
     if clashes:
@@ -196,7 +198,6 @@ def resume_config(given):
                           "continue it, or start a new run with another --out")
     changes = {key: value for key, value in given.items() if key in RESUME_MAY_CHANGE}
     config = replace(saved, **{**changes, "out": str(out)})      # the folder the checkpoint was found in
-    progress = Progress.from_arrays(checkpoint["progress"])
     if progress.epoch >= config.epochs:
         raise ConfigError(f"the run in {out} has done {progress.epoch} of its {saved.epochs} epochs; to train on, "
                           f"resume with --epochs greater than {progress.epoch}")
@@ -242,12 +243,11 @@ def explain_divergence(error, config):
                 f"learning rate, e.g. --lr {lower}")
     try:
         last = load_checkpoint(checkpoint_path)
-        require_resumable(last, checkpoint_path)
+        progress = require_resumable(last, checkpoint_path)
         saved = saved_config(last, checkpoint_path)
     except CheckpointError as e:
         return f"error: {error}; stopping. The checkpoint on disk cannot be continued: {e}"
     atomic_write_text(out / "config.json", replace(saved, out=str(out)).to_json())
-    progress = Progress.from_arrays(last["progress"])
     at = f"after epoch {progress.epoch}" + (f", step {progress.step}" if progress.step else "")
     # What this attempt changed against that checkpoint has to be given again (but the rate, lowered).
     again = "".join(f" {flag(key)} {getattr(config, key)}" for key in sorted(RESUME_MAY_CHANGE - {"out", "lr"})
@@ -259,8 +259,8 @@ def explain_divergence(error, config):
 
 def stop_before_training(signum, frame):
     """SIGINT and SIGTERM until the training loop takes them over: stop at once, nothing to save yet."""
-    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    raise Aborted(f"{name} before training started: stopped; nothing was written since the last checkpoint", signum)
+    raise Aborted(f"{signal_name(signum)} before training started: stopped; nothing was written since the last "
+                  "checkpoint", signum)
 
 
 def main(argv=None):
@@ -276,7 +276,7 @@ def main(argv=None):
         if args.resume:
             config, checkpoint, saved = resume_config(given)
         else:
-            (config, checkpoint), saved = (new_config(given), None), None
+            config, checkpoint, saved = new_config(given), None, None
         train(config, checkpoint, saved)
     except (ConfigError, CheckpointError, DataError, GPUUnavailableError, MissingExtraError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -165,6 +165,10 @@ class RunConfig:
             kind += "" if self.preactivation else "-post"
         return str(Path("runs") / f"{kind}-{self.dataset}")
 
+    def lr_at(self, step, steps_per_epoch):
+        """The learning rate of step ``step`` (from 0) of the run, under its schedule, lr and epochs."""
+        return SCHEDULES[self.schedule](step, self.lr, self.epochs * steps_per_epoch)
+
     def to_dict(self):
         """The settings and the model's name, as saved in config.json and in checkpoints."""
         return {**asdict(self), "name": self.name}
@@ -310,6 +314,11 @@ def evaluate(model, data, config, stop=None):
                       np.bincount(data.test_labels, minlength=num_classes))
 
 
+def signal_name(signum):
+    """How messages call a signal: Ctrl-C for SIGINT, else its name (SIGTERM)."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 class StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, ``docker stop``, batch schedulers) sets ``requested``:
     training finishes its step, saves a checkpoint and exits. A second signal aborts at once."""
@@ -321,7 +330,7 @@ class StopRequest:
         self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        name = signal_name(signum)
         if self.requested:
             raise Aborted(f"{name} again: stopped at once; nothing was saved since the last checkpoint", signum)
         self.requested = signum
@@ -433,7 +442,6 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
     """
     n_train, batch_size = len(data.train_labels), config.batch_size
     steps = -(-n_train // batch_size)
-    schedule, total_steps = SCHEDULES[config.schedule], config.epochs * steps
     bar = _tqdm()(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
                   unit="batch", dynamic_ncols=True, leave=False)
     try:
@@ -441,7 +449,7 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
             index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
             x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
                                  data_rng if config.augment else None, config.pad_fill)
-            optimizer.lr = schedule(progress.epoch * steps + progress.step, config.lr, total_steps)
+            optimizer.lr = config.lr_at(progress.epoch * steps + progress.step, steps)
             logits = model(x)
             loss, dlogits = ops.softmax_cross_entropy(logits, y)
             if not np.isfinite(float(loss)):
@@ -506,7 +514,7 @@ def train(config, checkpoint=None, saved=None):
     steps = -(-n_train // config.batch_size)
     progress.train_size, progress.test_size = n_train, len(data.test_labels)
     if progress.lr_first < 0 and len(progress.order):      # resumed from a checkpoint that did not record it
-        progress.lr_first = SCHEDULES[config.schedule](progress.epoch * steps, config.lr, config.epochs * steps)
+        progress.lr_first = config.lr_at(progress.epoch * steps, steps)
     tqdm = _tqdm()
 
     def save(when, path=checkpoint_path):
@@ -518,17 +526,16 @@ def train(config, checkpoint=None, saved=None):
           f"{len(data.test_labels)} test images, {config.device}, out {out}/")
     print(schedule_summary(config, steps))
     if saved is not None and (saved.lr, saved.epochs) != (config.lr, config.epochs):
-        schedule, here = SCHEDULES[config.schedule], progress.epoch * steps + progress.step
+        here = progress.epoch * steps + progress.step
         print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here + 1:,}, "
-              f"where it continues, the rate is now {schedule(here, config.lr, config.epochs * steps):g} (it was "
-              f"{schedule(here, saved.lr, saved.epochs * steps):g}); recorded in {out / 'config.json'}")
+              f"where it continues, the rate is now {config.lr_at(here, steps):g} (it was "
+              f"{saved.lr_at(here, steps):g}); recorded in {out / 'config.json'}")
     stop = StopRequest()
     try:
         while progress.epoch < config.epochs:
             epoch = progress.epoch
             if len(progress.order) == 0:     # a new epoch (a checkpoint saved at its start keeps its order)
-                progress.start_epoch(data_rng.permutation(n_train),
-                                     SCHEDULES[config.schedule](epoch * steps, config.lr, config.epochs * steps))
+                progress.start_epoch(data_rng.permutation(n_train), config.lr_at(epoch * steps, steps))
             started = time.perf_counter() - progress.seconds
             train_steps(model, optimizer, data, config, progress, data_rng, stop, started)
             train_seconds = time.perf_counter() - started
