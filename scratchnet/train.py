@@ -35,11 +35,12 @@ from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraE
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
 # A changed lr or epochs moves the learning-rate schedule from the checkpoint's step on (recorded in "changes").
-RESUME_MAY_CHANGE = {"epochs", "lr", "device", "data_dir", "out"}
+RESUME_MAY_CHANGE = {"epochs", "lr", "device", "data_dir", "out", "watch"}
 RECORDED_CHANGES = ("lr", "epochs")
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
 EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test", "batch_size"}
 DEFAULTS = RunConfig()
+WATCH_EVERY = 50        # --watch without a number
 
 
 def build_parser():
@@ -98,6 +99,9 @@ def build_parser():
     setting(optim, "--weight-decay", "L2 penalty added to every gradient, as torch.optim.SGD", type=float)
     run = p.add_argument_group("run")
     setting(run, "--device", "gpu needs CuPy: pip install 'scratchnet[gpu]'", choices=["cpu", "gpu"])
+    setting(run, "--watch", "every N steps (N: 50 if not given), each layer's activation and gradient statistics to "
+            "layer_stats.jsonl and a gradient-norm-against-depth plot, layer_stats.png, in --out", type=int,
+            nargs="?", const=WATCH_EVERY, metavar="N", shown="off")
     setting(run, "--seed", "seeds the weights, the batch order, augmentation and dropout", type=int)
     setting(run, "--out", "output folder", shown="runs/<model>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10")
     run.add_argument("--resume", action="store_true", default=False,

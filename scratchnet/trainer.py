@@ -12,6 +12,7 @@ every checkpoint on disk is one the run can continue from, with a lower ``--lr``
 
 The command line (parsing, checking, resuming) is ``train.py``.
 """
+import contextlib
 import importlib
 import json
 import math
@@ -30,6 +31,7 @@ from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_f
                          save_checkpoint)
 from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar, resnet_cifar
+from .monitor import TrainingMonitor, find_non_finite, plot_layer_stats, plural, read_layer_stats
 from .optim import SCHEDULES, SGD, step_milestones
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
@@ -100,6 +102,7 @@ class RunConfig:
     momentum: float = 0.9           # Nesterov momentum
     weight_decay: float = 1e-4
     device: str = "cpu"
+    watch: int = 0                  # every N steps, each layer's statistics to layer_stats.jsonl (0: off)
     seed: int = 0                   # the weights, the batch order, augmentation and dropout
     out: str | None = None          # the run's folder; None: default_out()
     # Settings changed when the run was resumed, in order: {"setting", "was", "now", "from_epoch", "from_step"}
@@ -130,6 +133,7 @@ class RunConfig:
         for name in ("depth", "k", "epochs", "batch_size", "limit_train", "limit_test"):
             whole(name, 1)
         whole("seed", 0)
+        whole("watch", 0)
         number("theta", 0, 1, low_included=False, high_included=True)
         number("dropout", 0, 1)            # 1 would drop every feature: the network outputs a constant
         number("lr", 0, math.inf, low_included=False)
@@ -423,22 +427,20 @@ def schedule_summary(config, steps_per_epoch):
     return summary
 
 
-def plural(count, noun):
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def where_in_run(step, steps_per_epoch):
     """Step ``step`` of the run (from 0) as "epoch E, step S" (from 1)."""
     epoch, within = divmod(step, steps_per_epoch)
     return f"epoch {epoch + 1}, step {within + 1}"
 
 
-def train_steps(model, optimizer, data, config, progress, data_rng, stop, started):
+def train_steps(model, optimizer, data, config, progress, data_rng, stop, started, monitor=None):
     """The rest of this epoch's training steps, from progress.step on, with a progress bar.
 
     The learning rate follows the schedule step by step. Stops early when a signal came
     (after a complete step); progress records where it stopped and the running loss and
-    accuracy sums.
+    accuracy sums. A step whose loss or gradients are not finite stops the run (Diverged) before
+    the weights are updated, naming the module where the non-finite numbers began.
+    monitor: a TrainingMonitor that watches its steps (``--watch``), or None.
     """
     n_train, batch_size = len(data.train_labels), config.batch_size
     steps = -(-n_train // batch_size)
@@ -449,15 +451,27 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
             index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
             x, y = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
                                  data_rng if config.augment else None, config.pad_fill)
-            optimizer.lr = config.lr_at(progress.epoch * steps + progress.step, steps)
-            logits = model(x)
-            loss, dlogits = ops.softmax_cross_entropy(logits, y)
-            if not np.isfinite(float(loss)):
-                raise Diverged(f"the training loss became {float(loss)} at epoch {progress.epoch + 1}, step "
-                               f"{progress.step + 1} of {steps} (lr {optimizer.lr:g})")
-            model.zero_grad()
-            model.backward(dlogits)
-            optimizer.step()
+            step_in_run = progress.epoch * steps + progress.step
+            optimizer.lr = config.lr_at(step_in_run, steps)
+            try:
+                with monitor.step(step_in_run) if monitor is not None else contextlib.nullcontext():
+                    logits = model(x)
+                    loss, dlogits = ops.softmax_cross_entropy(logits, y)
+                    model.zero_grad()
+                    model.backward(dlogits)
+                    if not step_is_finite(loss, optimizer.params):
+                        raise _NonFiniteStep
+                    optimizer.step()
+            except _NonFiniteStep:
+                loss = float(loss)
+                what = (f"the training loss became {loss}" if not math.isfinite(loss) else
+                        f"the gradients stopped being finite (training loss {loss:.4g})")
+                where = find_non_finite(model, x, y)      # the same step again, every module watched
+                if where.phase is None:
+                    where = (f"replayed on the same batch, {where} (so it depended on random draws, such as "
+                             "dropout's)")
+                raise Diverged(f"{what} at epoch {progress.epoch + 1}, step {progress.step + 1} of {steps} "
+                               f"(lr {optimizer.lr:g}): {where}") from None
             progress.loss_sum += float(loss) * len(index)
             progress.correct += int((logits.argmax(axis=1) == y).sum())
             progress.step += 1
@@ -467,6 +481,29 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
                             lr=f"{optimizer.lr:.3g}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
     finally:
         bar.close()          # before any message, which would otherwise be glued to the bar's line
+
+
+class _NonFiniteStep(Exception):
+    """Inside train_steps: this step's loss or gradients are not finite."""
+
+
+def step_is_finite(loss, params):
+    """Whether the loss and every parameter's gradient are finite (one read from the device)."""
+    xp = get_array_module(loss)
+    checks = [xp.isfinite(loss)] + [xp.isfinite(p.grad).all() for p in params if p.grad is not None]
+    return bool(xp.stack(checks).all())
+
+
+def watch(model, config, out, first_step):
+    """The TrainingMonitor of ``--watch N`` (None without it), appending to out/layer_stats.jsonl; a resumed
+    run first drops the rows of steps after its checkpoint (step ``first_step`` on), which it runs again."""
+    if not config.watch:
+        return None
+    path = out / "layer_stats.jsonl"
+    if path.exists():
+        kept = [row for row in read_layer_stats(path) if row["step"] < first_step]
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+    return TrainingMonitor(model, every=config.watch, path=path)
 
 
 def require_finite(model, optimizer, when):
@@ -516,6 +553,7 @@ def train(config, checkpoint=None, saved=None):
     if progress.lr_first < 0 and len(progress.order):      # resumed from a checkpoint that did not record it
         progress.lr_first = config.lr_at(progress.epoch * steps, steps)
     tqdm = _tqdm()
+    monitor = watch(model, config, out, progress.epoch * steps + progress.step)
 
     def save(when, path=checkpoint_path):
         require_finite(model, optimizer, when)
@@ -537,7 +575,12 @@ def train(config, checkpoint=None, saved=None):
             if len(progress.order) == 0:     # a new epoch (a checkpoint saved at its start keeps its order)
                 progress.start_epoch(data_rng.permutation(n_train), config.lr_at(epoch * steps, steps))
             started = time.perf_counter() - progress.seconds
-            train_steps(model, optimizer, data, config, progress, data_rng, stop, started)
+            try:
+                train_steps(model, optimizer, data, config, progress, data_rng, stop, started, monitor)
+            finally:
+                if monitor is not None and monitor.records:
+                    plot_layer_stats(read_layer_stats(monitor.path), out / "layer_stats.png",
+                                     f"{config.name}: every {plural(config.watch, 'step')}")
             train_seconds = time.perf_counter() - started
             result = None if stop.requested else evaluate(model, data, config, stop)
             if result is None:           # a signal: keep the position inside this epoch

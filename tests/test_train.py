@@ -304,3 +304,63 @@ def test_other_architectures_train_from_the_command_line(data_dir, tmp_path, mon
 def test_architecture_flags_that_do_not_fit_are_refused(data_dir, tmp_path, flags, message, capsys):
     assert train_module.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x"), *flags]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+# -- --watch and the first non-finite module ------------------------------------------------------------------------
+def resnet_run(data_dir, out, *extra):
+    return ["--arch", "resnet", "--depth", "20", "--data-dir", str(data_dir), "--batch-size", "16", "--epochs", "2",
+            "--out", str(out), *extra]
+
+
+def test_watch_writes_each_layers_statistics_and_a_plot_without_changing_the_run(data_dir, tmp_path):
+    from scratchnet.models import resnet_cifar
+    from scratchnet.monitor import leaf_modules, read_layer_stats
+    watched, plain = tmp_path / "watched", tmp_path / "plain"
+    assert train_module.main(resnet_run(data_dir, watched, "--watch")) == 0     # every 50 steps: step 0 of 14
+    assert train_module.main(resnet_run(data_dir, plain)) == 0
+    rows = read_layer_stats(watched / "layer_stats.jsonl")
+    names = [name for name, _ in leaf_modules(resnet_cifar(20))]
+    assert [row["module"] for row in rows] == names and {row["step"] for row in rows} == {0}
+    assert all(row["std"] > 0 and row["grad_norm"] > 0 for row in rows)
+    assert (watched / "layer_stats.png").stat().st_size > 10_000
+    assert json.loads((watched / "config.json").read_text())["watch"] == train_module.WATCH_EVERY
+    assert without_timing(read_metrics(watched)) == without_timing(read_metrics(plain))
+    assert not (plain / "layer_stats.jsonl").exists()
+
+
+def test_a_resumed_watch_drops_the_rows_of_steps_after_the_checkpoint(data_dir, tmp_path):
+    from scratchnet.monitor import read_layer_stats
+    out = tmp_path / "run"
+    assert train_module.main(tiny_run(data_dir, out, "--epochs", "1", "--watch", "3")) == 0
+    path = out / "layer_stats.jsonl"
+    first = read_layer_stats(path)
+    with open(path, "a") as f:               # rows of a step the checkpoint does not hold, as a crash leaves them
+        f.write(json.dumps({**first[0], "step": 8}) + "\n")
+    assert train_module.main(["--resume", "--out", str(out), "--epochs", "2"]) == 0
+    rows = read_layer_stats(path)
+    assert sorted({row["step"] for row in rows}) == [0, 3, 6, 9, 12]        # 7 steps an epoch
+    assert rows[:len(first)] == first and sum(row["step"] == 8 for row in rows) == 0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("efficient", [[], ["--no-memory-efficient"]])
+def test_a_diverging_run_names_the_first_non_finite_module(tmp_path, efficient, capsys):
+    from scratchnet.models import densenet_cifar
+    out = tmp_path / "run"
+    argv = ["--dataset", "synthetic", "--depth", "10", "--k", "4", "--epochs", "1", "--lr", "1000",
+            "--watch", "1", "--out", str(out), *efficient]
+    assert train_module.main(argv) == 1
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("error:"))
+    assert " at epoch 1, step " in line and "(lr 1000): first non-finite: " in line
+    module = line.split("first non-finite: ")[1].split(" (")[0]
+    assert module in dict(densenet_cifar(10, 4).named_modules()) and module.startswith("features.")
+    assert not (out / "checkpoint.npz").exists()
+    # The monitor saw the step that failed: its gradients were not all finite, and it made no update.
+    from scratchnet.monitor import read_layer_stats
+    rows = read_layer_stats(out / "layer_stats.jsonl")
+    last = [row for row in rows if row["step"] == max(r["step"] for r in rows)]
+    assert any(not np.isfinite(row["weight_grad_norm"]) for row in last if row.get("weight_grad_norm") is not None)
+    assert all(row.get("weight_update_ratio") is None for row in last)
+    assert (out / "layer_stats.png").exists()

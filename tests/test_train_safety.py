@@ -45,6 +45,7 @@ def main_in(argv, capsys):
     (["--lr", "inf"], "--lr must lie in (0, inf), got inf"),
     (["--momentum", "1"], "--momentum must lie in [0, 1), got 1.0"),
     (["--weight-decay", "-0.0001"], "--weight-decay must lie in [0, inf), got -0.0001"),
+    (["--watch", "-1"], "--watch must be a whole number >= 0, got -1"),
 ])
 def test_impossible_numbers_are_refused_before_anything_is_written(cifar_dir, tmp_path, argv, message, capsys):
     out = tmp_path / "run"

@@ -8,6 +8,10 @@ A Module keeps three kinds of state, registered by assignment as in PyTorch:
 
 Unlike PyTorch there is no autograd: every module writes its own ``backward(dout)``,
 which returns the gradient of its input and adds its parameters' gradients to ``.grad``.
+
+Hooks (``register_forward_hook``, ``register_backward_hook``) let code watch a module without
+changing it, as PyTorch's do: the training monitor (``scratchnet.monitor``) records activation and
+gradient statistics with them, and finds the first module whose numbers stopped being finite.
 """
 from collections import OrderedDict, namedtuple
 
@@ -177,6 +181,32 @@ class Module:
             target[...] = to_device(value, device_of(target)).astype(target.dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 
+    # -- hooks --------------------------------------------------------------------------------------
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every forward of this module, however it is called
+        (``module(x)`` or ``module.forward(x)``). Returns a handle whose ``remove()`` takes the hook off.
+
+        A module without hooks runs exactly as if hooks did not exist: the first hook puts a wrapper
+        around this module's ``forward``, the last one removed takes it away again.
+        """
+        return self._add_hook("forward", ("forward",), hook)
+
+    def register_backward_hook(self, hook):
+        """Call ``hook(module, grad_output, grad_input)`` after every backward of this module: the gradient
+        it received and the one it returned (an array, or what the fast tier's ``backward_parts``
+        returns). Its parameters' ``.grad`` are up to date when the hook runs. Returns a handle."""
+        methods = tuple(name for name in ("backward", "backward_parts") if hasattr(type(self), name))
+        return self._add_hook("backward", methods, hook)
+
+    def _add_hook(self, kind, methods, hook):
+        hooks = self.__dict__.setdefault("_hooks", {}).setdefault(kind, {})
+        if not hooks:
+            for method in methods:
+                object.__setattr__(self, method, _hooked(self, method, hooks))
+        key = object()
+        hooks[key] = hook
+        return HookHandle(self, kind, methods, key)
+
     # -- running ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -196,6 +226,39 @@ class Module:
             child_lines = repr(child).split("\n")
             lines.append(f"  ({name}): " + "\n  ".join(child_lines))
         return "\n".join(lines) + (")" if len(lines) == 1 else "\n)")
+
+
+def _hooked(module, method, hooks):
+    """``module.method`` (looked up on its class, so a wrapper never wraps a wrapper), then each hook."""
+    unhooked = getattr(type(module), method)
+
+    def run(*args, **kwargs):
+        result = unhooked(module, *args, **kwargs)
+        for hook in list(hooks.values()):
+            hook(module, args[0] if method != "forward" else args, result)
+        return result
+
+    run.__name__ = run.__qualname__ = f"{type(module).__name__}.{method} (hooked)"
+    return run
+
+
+class HookHandle:
+    """What ``register_*_hook`` returns: ``remove()`` takes the hook off (a second call does nothing)."""
+
+    def __init__(self, module, kind, methods, key):
+        self.module, self.kind, self.methods, self.key = module, kind, methods, key
+
+    def remove(self):
+        hooks = self.module.__dict__.get("_hooks", {}).get(self.kind, {})
+        if hooks.pop(self.key, None) is not None and not hooks:
+            for method in self.methods:          # the class's own method shows through again
+                self.module.__dict__.pop(method, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def _is_array(value):
