@@ -179,7 +179,7 @@ class TrainingMonitor:
         return plot_layer_stats(self.records, path, title)
 
 
-def _weight_rows(records, step):
+def weight_rows(records, step):
     """The rows of ``step`` for modules with a weight matrix or kernel (convolutions, linear layers),
     in forward order."""
     rows = [row for row in records if row["step"] == step and row.get("weight_grad_norm") is not None
@@ -246,7 +246,7 @@ def plot_layer_stats(records, path=None, title=""):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colours = plt.get_cmap("viridis")
     for i, step in enumerate(steps):
-        rows = _weight_rows(records, step)
+        rows = weight_rows(records, step)
         colour = colours(0.9 * (1 - i / max(1, len(steps) - 1)))
         for ax, key in zip(axes, ("weight_grad_norm", "weight_update_ratio")):
             values = [row[key] if row[key] is not None and row[key] > 0 else np.nan for row in rows]
