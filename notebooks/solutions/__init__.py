@@ -1,0 +1,1 @@
+"""Reference solutions of the lectures' exercises, one module per lecture, each with WRONG answers its checks must refuse."""
