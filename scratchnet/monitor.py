@@ -35,6 +35,7 @@ import numpy as np
 
 from . import ops
 from .backend import get_array_module, to_numpy
+from .checkpoint import non_finite_entries
 
 STATISTICS = ("mean", "std", "zeros", "grad_norm")          # of a layer's output, and of the gradient it received
 
@@ -179,12 +180,17 @@ class TrainingMonitor:
         return plot_layer_stats(self.records, path, title)
 
 
+def _forward_order(row):
+    """Sort key: rows in the order their modules ran forward, those that never ran last."""
+    return (row["index"] is None, row["index"] or 0)
+
+
 def weight_rows(records, step):
     """The rows of ``step`` for modules with a weight matrix or kernel (convolutions, linear layers),
     in forward order."""
     rows = [row for row in records if row["step"] == step and row.get("weight_grad_norm") is not None
             and row["type"].endswith(("Conv2d", "Linear"))]
-    return sorted(rows, key=lambda row: (row["index"] is None, row["index"] or 0))
+    return sorted(rows, key=_forward_order)
 
 
 def _number(value, digits=3):
@@ -199,7 +205,7 @@ def format_table(records, step=None):
         return "(nothing recorded yet)"
     step = max(row["step"] for row in records) if step is None else step
     rows = sorted((row for row in records if row["step"] == step),
-                  key=lambda row: (row["index"] is None, row["index"] or 0))
+                  key=_forward_order)
     if not rows:
         raise ValueError(f"step {step} was not recorded (recorded: {sorted({row['step'] for row in records})})")
     header = ("#", "module", "type", "mean", "std", "zeros", "|grad out|", "|weight|", "|grad weight|",
@@ -354,7 +360,7 @@ def find_non_finite(model, x, labels):
     """
     if not _all_finite(x):
         return NonFiniteReport("input", None, "first non-finite: the input batch itself")
-    broken = [name for name, param in model.named_parameters() if not _all_finite(param.data)]
+    broken = non_finite_entries({name: param.data for name, param in model.named_parameters()})
     if broken:
         more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
         return NonFiniteReport("weights", broken[0].rsplit(".", 1)[0],
