@@ -3,6 +3,7 @@
     python -m scratchnet.train --k 12 --depth 40            # DenseNet-BC (L=40, k=12) on C10+
     python -m scratchnet.train --resume --out runs/NAME      # continue an interrupted run
     python -m scratchnet.train --eval-only runs/NAME/checkpoint.npz
+    python -m scratchnet.train --eval-only pretrained        # the trained DenseNet-BC that ships with scratchnet
 
 Everything a run writes goes into --out: config.json, metrics.jsonl (one line per
 epoch), curves.png, checkpoint.npz (every epoch, and on Ctrl-C or SIGTERM) and best.npz
@@ -28,6 +29,7 @@ from pathlib import Path
 from .backend import GPUUnavailableError, array_module_for
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, non_finite_entries
 from .data import DataError
+from .models import PretrainedError, pretrained_path
 from .optim import SCHEDULES
 from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress, RunConfig, StopRequest,
                       build_model, evaluate, flag, load_data, load_weights, require_training_extras, signal_name,
@@ -107,7 +109,8 @@ def build_parser():
     run.add_argument("--resume", action="store_true", default=False,
                      help="continue the run whose checkpoint is in --out (--epochs and --lr may change)")
     run.add_argument("--eval-only", metavar="CHECKPOINT", default=None,
-                     help="evaluate a checkpoint on the test set and exit")
+                     help="evaluate a checkpoint on the test set and exit; 'pretrained': the DenseNet-BC "
+                     "(L=40, k=12) trained on C10+ that ships with scratchnet")
     return p
 
 
@@ -219,6 +222,8 @@ def run_eval_only(path, given):
         raise ConfigError(f"--eval-only takes the model and data settings from the checkpoint's config, so "
                           f"{', '.join(flag(key) for key in refused)} cannot be given with it (only "
                           f"{', '.join(flag(key) for key in sorted(EVAL_MAY_CHANGE))})")
+    if path == "pretrained":
+        path = pretrained_path()
     checkpoint = load_checkpoint(path)
     config = replace(saved_config(checkpoint, path), **given)
     data = load_data(replace(config, limit_train=1))
@@ -282,7 +287,7 @@ def main(argv=None):
         else:
             config, checkpoint, saved = new_config(given), None, None
         train(config, checkpoint, saved)
-    except (ConfigError, CheckpointError, DataError, GPUUnavailableError, MissingExtraError) as e:
+    except (ConfigError, CheckpointError, DataError, GPUUnavailableError, MissingExtraError, PretrainedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:

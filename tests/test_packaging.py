@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,42 @@ def test_the_unpacked_sdist_collects_its_own_tests(sdist):
                                cwd=unpacked, capture_output=True, text=True)
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     assert " error" not in collected.stdout.splitlines()[-1]
+
+
+SHIPPED_WITH_WEIGHTS = ("weights.npz", "MODEL_CARD.md", "TRAINING.md", "config.json", "metrics.jsonl", "curves.png")
+
+
+@pytest.fixture(scope="module")
+def wheel(sdist, tmp_path_factory):
+    """The names in the wheel built from the unpacked sdist, and the folder it was installed into."""
+    _, unpacked = sdist
+    work = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(work / "dist"),
+                            str(unpacked)], capture_output=True, text=True)
+    assert built.returncode == 0, f"python -m build --wheel failed:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}"
+    (archive,) = (work / "dist").glob("scratchnet-*.whl")
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                                "--target", str(work / "site"), str(archive)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    with zipfile.ZipFile(archive) as wheel_file:
+        return set(wheel_file.namelist()), work / "site"
+
+
+def test_the_wheel_carries_the_shipped_networks_but_not_their_training_checkpoints(wheel):
+    names, _ = wheel
+    weights = ROOT / "scratchnet" / "models" / "weights"
+    expected = {str(path.relative_to(ROOT)) for path in weights.glob("*/*") if path.name in SHIPPED_WITH_WEIGHTS}
+    assert expected, "no model card or weights found in scratchnet/models/weights"
+    carried = {name for name in names if name.startswith("scratchnet/models/weights/")}
+    assert carried == expected
+    assert "scratchnet/models/pretrained.py" in names
+
+
+def test_the_installed_wheel_finds_its_own_weights(wheel):
+    _, site = wheel
+    code = ("from scratchnet.models import pretrained; print(pretrained.weights_folder())")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=site,
+                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert found.returncode == 0, found.stderr
+    folder = Path(found.stdout.strip())
+    assert folder.is_relative_to(site) and (folder / "densenet-bc-L40-k12-cifar10").is_dir()

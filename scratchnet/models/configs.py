@@ -10,6 +10,7 @@ import numpy as np
 from .densenet import DenseNet
 from .depths import nearest_depths, units_per_stage
 from .efficient_densenet import EfficientDenseNet
+from .pretrained import load_pretrained, pretrained_name
 
 
 def densenet_class(memory_efficient):
@@ -23,7 +24,7 @@ def valid_cifar_depths(bc, near, count=2):
 
 
 def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes=10, dtype=np.float32, seed=0,
-                   memory_efficient=False, layers=None, preactivation=True):
+                   memory_efficient=False, layers=None, preactivation=True, pretrained=False):
     """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
 
     bc=True (DenseNet-BC): (depth - 4) / 6 bottleneck layers per block, a stem of 2k channels,
@@ -32,16 +33,23 @@ def densenet_cifar(depth=40, k=12, bc=True, theta=None, dropout=0.0, num_classes
     layers: a layer factory class to use instead of the network's own, e.g. (with memory_efficient=True)
     ``functools.partial(FastLayerFactory, shared_buffers=False)`` (``bench --ablation`` does this).
     preactivation: False builds every unit as Conv-BN-ReLU (``DenseNet``'s docstring), textbook tier only.
+    pretrained: True loads the weights that ship with scratchnet (``models/pretrained.py``): DenseNet-BC
+    (L=40, k=12) trained on C10+, so depth=40, k=12 and the other settings at their defaults; a model
+    with other settings raises a PretrainedError saying which. Either tier, any dtype.
     """
     n = units_per_stage(depth, 4, 6 if bc else 3, "DenseNet-BC" if bc else "DenseNet")
     if theta is None:
         theta = 0.5 if bc else 1.0
     if not 0 < theta <= 1:
         raise ValueError(f"theta (compression) must lie in (0, 1], got {theta}")
-    return densenet_class(memory_efficient)(
+    if pretrained:
+        name = pretrained_name(dict(depth=depth, k=k, bc=bc, theta=theta, dropout=dropout, num_classes=num_classes,
+                                    preactivation=preactivation))
+    model = densenet_class(memory_efficient)(
         growth_rate=k, block_config=(n, n, n), num_init_features=2 * k if bc else 16, bn_size=4 if bc else None,
         compression=theta, drop_rate=dropout, num_classes=num_classes, stem="cifar", dtype=dtype, seed=seed,
         layers=layers, preactivation=preactivation)
+    return load_pretrained(model, name) if pretrained else model
 
 
 def _imagenet_densenet(block_config, num_classes, memory_efficient, options, growth_rate=32, num_init_features=64):
