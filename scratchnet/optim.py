@@ -13,11 +13,21 @@ import math
 
 import numpy as np
 
-from .backend import device_of, to_device
+from .backend import device_of, get_array_module, to_device
 
 
 class SGD:
-    """Stochastic gradient descent over a list of Parameters (``model.parameters()``)."""
+    """Stochastic gradient descent over a list of Parameters (``model.parameters()``).
+
+    The parameters are gathered into one flat array per dtype and device, and each Parameter's ``.data``
+    becomes a view of it (the momentum buffers are views of a second one), so that one step updates
+    the whole model in a handful of array operations, however many parameters it has: PyTorch's
+    "foreach" SGD, apex's multi-tensor apply. On a GPU each operation is a kernel launch, so this is
+    the difference between 9 launches per step and 9 per parameter. Every number still goes through
+    the formula above, term by term in the same order: the results are those of a loop over the
+    parameters, bit for bit (``step`` runs that loop when some parameter has no gradient).
+    Make the optimiser after moving the model to its device, as in PyTorch.
+    """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         self.params = list(params)
@@ -25,31 +35,65 @@ class SGD:
             raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0 (as in PyTorch)")
+        if not self.params:
+            raise ValueError("SGD: got an empty list of parameters")
         self.lr, self.momentum, self.dampening = lr, momentum, dampening
         self.weight_decay, self.nesterov = weight_decay, nesterov
-        self.momentum_buffers = [None] * len(self.params)
+        self.groups = [_FlatGroup(self.params, indices, momentum != 0) for indices in _same_kind(self.params)]
 
     def zero_grad(self):
         for param in self.params:
             param.grad = None
 
+    def all_finite(self, *arrays):
+        """A 0-d boolean array on the parameters' device: every gradient and every one of ``arrays`` (say, the
+        loss) is finite. Reading it is the one wait for the device a careful training step needs; the
+        gradients are gathered into the flat arrays here, so ``step`` does not copy them again."""
+        xp = get_array_module(self.params[0].data)
+        checks = [xp.isfinite(a).all() for a in arrays]
+        for group in self.groups:
+            grad = group.gather_grads()
+            checks += [xp.isfinite(grad).all()] if grad is not None else [
+                xp.isfinite(self.params[i].grad).all() for i in group.indices if self.params[i].grad is not None]
+        return xp.stack(checks).all()
+
     def step(self):
         """Update every parameter that has a gradient, in place."""
-        for i, param in enumerate(self.params):
-            if param.grad is None:
+        for group in self.groups:
+            group.check_views()
+            grad = group.gather_grads()
+            if grad is not None and group.momentum_state_is_uniform():
+                self._update(group.data, grad, group.momentum, group.first_step())
+                group.has_momentum[:] = [True] * len(group.indices)
                 continue
-            grad = param.grad
-            if self.weight_decay != 0:
-                grad = grad + self.weight_decay * param.data
-            if self.momentum != 0:
-                buffer = self.momentum_buffers[i]
-                if buffer is None:
-                    buffer = self.momentum_buffers[i] = grad.copy()
-                else:
-                    buffer *= self.momentum
-                    buffer += (1 - self.dampening) * grad
-                grad = grad + self.momentum * buffer if self.nesterov else buffer
-            param.data -= self.lr * grad
+            for position, i in enumerate(group.indices):       # some parameter has no gradient: one at a time
+                if self.params[i].grad is not None:
+                    buffer = group.momentum_views[position] if group.momentum is not None else None
+                    self._update(self.params[i].data, self.params[i].grad, buffer, not group.has_momentum[position])
+                    group.has_momentum[position] = True
+
+    def _update(self, data, grad, buffer, first):
+        """The formula of the module docstring on one array (a parameter, or a flat group of them), in place."""
+        if self.weight_decay != 0:
+            grad = grad + self.weight_decay * data
+        if self.momentum != 0:
+            if first:
+                buffer[...] = grad
+            else:
+                buffer *= self.momentum
+                buffer += (1 - self.dampening) * grad
+            grad = grad + self.momentum * buffer if self.nesterov else buffer
+        data -= self.lr * grad
+
+    @property
+    def momentum_buffers(self):
+        """Each parameter's momentum buffer (a view of its group's flat one), None before its first update."""
+        buffers = [None] * len(self.params)
+        for group in self.groups:
+            for position, i in enumerate(group.indices):
+                if group.has_momentum[position]:
+                    buffers[i] = group.momentum_views[position]
+        return buffers
 
     def state_dict(self):
         """lr and the momentum buffers (``momentum_buffer.<i>``, in the order of the parameters), as arrays."""
@@ -64,17 +108,83 @@ class SGD:
             if key != "lr" and not (key.startswith("momentum_buffer.") and key[16:].isdigit()
                                     and int(key[16:]) < len(self.params)):
                 raise ValueError(f"SGD.load_state_dict: unexpected key {key!r} for {len(self.params)} parameters")
-        buffers = [None] * len(self.params)
         for i, param in enumerate(self.params):
             buffer = state.get(f"momentum_buffer.{i}")
-            if buffer is None:
-                continue
-            if tuple(buffer.shape) != tuple(param.shape):
+            if buffer is not None and tuple(buffer.shape) != tuple(param.shape):
                 raise ValueError(f"SGD.load_state_dict: momentum_buffer.{i} has shape {tuple(buffer.shape)} "
                                  f"but parameter {i} has {tuple(param.shape)}")
-            buffers[i] = to_device(buffer, device_of(param.data)).astype(param.data.dtype)   # NumPy or CuPy buffers
-        self.momentum_buffers = buffers
+        for group in self.groups:
+            for position, i in enumerate(group.indices):
+                buffer = state.get(f"momentum_buffer.{i}")
+                group.has_momentum[position] = buffer is not None and group.momentum is not None
+                if group.has_momentum[position]:                 # NumPy or CuPy buffers, onto the group's device
+                    group.momentum_views[position][...] = to_device(buffer, device_of(group.data))
         self.lr = float(state["lr"])
+
+
+def _same_kind(params):
+    """The parameters' indices, grouped by dtype and device, in order."""
+    kinds = {}
+    for i, param in enumerate(params):
+        kinds.setdefault((param.data.dtype, device_of(param.data)), []).append(i)
+    return list(kinds.values())
+
+
+class _FlatGroup:
+    """Parameters of one dtype and device as views of one flat array, with a flat gradient and momentum array.
+
+    indices: the group's parameters (positions in the optimiser's list); data_views[p], grad_views[p] and
+    momentum_views[p] are parameter indices[p]'s slices of the flat arrays; has_momentum[p] whether its
+    momentum buffer holds a value yet (PyTorch starts it at the first gradient).
+    """
+
+    def __init__(self, params, indices, momentum):
+        self.params, self.indices = params, indices
+        first = params[indices[0]].data
+        xp = get_array_module(first)
+        sizes = [params[i].data.size for i in indices]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+
+        def views(flat):
+            return [flat[a:b].reshape(params[i].shape) for a, b, i in zip(bounds, bounds[1:], indices)]
+
+        self.data = xp.empty(bounds[-1], dtype=first.dtype)
+        self.data_views = views(self.data)
+        for view, i in zip(self.data_views, indices):
+            view[...] = params[i].data
+            params[i].data = view
+        self.grad = xp.empty_like(self.data)
+        self.grad_views = views(self.grad)
+        for view, i in zip(self.grad_views, indices):      # backward writes the gradients here directly
+            params[i].grad_buffer = view
+        self.momentum = xp.empty_like(self.data) if momentum else None
+        self.momentum_views = views(self.momentum) if momentum else None
+        self.has_momentum = [False] * len(indices)
+
+    def check_views(self):
+        for view, i in zip(self.data_views, self.indices):
+            if self.params[i].data is not view:
+                raise RuntimeError(f"SGD: parameter {i}'s array was replaced after the optimiser was made (by "
+                                   "model.to(device), say); make the optimiser after moving the model, as in PyTorch")
+
+    def gather_grads(self):
+        """The flat gradient, with every parameter's ``.grad`` in it; None if some parameter has none.
+
+        Backward puts them there already (``Parameter.grad_buffer``); a gradient assigned some other way is
+        copied in, and ``.grad`` made a view of the flat array, so that changes in place reach it too."""
+        if any(self.params[i].grad is None for i in self.indices):
+            return None
+        for view, i in zip(self.grad_views, self.indices):
+            if self.params[i].grad is not view:
+                view[...] = self.params[i].grad
+                self.params[i].grad = view
+        return self.grad
+
+    def momentum_state_is_uniform(self):
+        return all(self.has_momentum) or not any(self.has_momentum)
+
+    def first_step(self):
+        return not any(self.has_momentum)
 
 
 def step_lr(t, base_lr, total):

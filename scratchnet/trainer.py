@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from .backend import get_array_module, to_device, to_numpy
+from .backend import get_array_module, keep_freed_memory, to_device, to_numpy
 from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_finite_entries, restore_generator,
                          save_checkpoint)
 from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
@@ -246,6 +246,12 @@ def build_model(config):
     return model.to(config.device)
 
 
+def build_optimizer(model, config):
+    """The paper's SGD: Nesterov momentum (when momentum > 0) and weight decay, at the config's first lr."""
+    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+               weight_decay=config.weight_decay)
+
+
 def load_weights(model, checkpoint, path):
     """Load a checkpoint's model section, or raise a CheckpointError naming the file when it does not fit."""
     try:
@@ -433,7 +439,7 @@ def where_in_run(step, steps_per_epoch):
     return f"epoch {epoch + 1}, step {within + 1}"
 
 
-def train_steps(model, optimizer, data, config, progress, data_rng, stop, started, monitor=None):
+def train_steps(model, optimizer, data, config, progress, data_rng, stop, started, monitor=None, progress_bar=True):
     """The rest of this epoch's training steps, from progress.step on, with a progress bar.
 
     The learning rate follows the schedule step by step. Stops early when a signal came
@@ -441,11 +447,12 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
     accuracy sums. A step whose loss or gradients are not finite stops the run (Diverged) before
     the weights are updated, naming the module where the non-finite numbers began.
     monitor: a TrainingMonitor that watches its steps (``--watch``), or None.
+    progress_bar: False shows none (``bench --count-ops`` runs two steps).
     """
     n_train, batch_size = len(data.train_labels), config.batch_size
     steps = -(-n_train // batch_size)
     bar = _tqdm()(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-                  unit="batch", dynamic_ncols=True, leave=False)
+                  unit="batch", dynamic_ncols=True, leave=False, disable=not progress_bar)
     try:
         while progress.step < steps and not stop.requested:
             index = progress.order[progress.step * batch_size:(progress.step + 1) * batch_size]
@@ -456,14 +463,16 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
             try:
                 with monitor.step(step_in_run) if monitor is not None else contextlib.nullcontext():
                     logits = model(x)
-                    loss, dlogits = ops.softmax_cross_entropy(logits, y)
+                    loss, dlogits = ops.softmax_cross_entropy(logits, y, check_labels=False)   # checked on loading
                     model.zero_grad()
                     model.backward(dlogits)
-                    if not step_is_finite(loss, optimizer.params):
+                    # The step's one read from the device: finite?, its loss and its correct predictions.
+                    finite, loss, correct = read_numbers(optimizer.all_finite(loss), loss,
+                                                         (logits.argmax(axis=1) == y).sum())
+                    if not finite:
                         raise _NonFiniteStep
                     optimizer.step()
             except _NonFiniteStep:
-                loss = float(loss)
                 what = (f"the training loss became {loss}" if not math.isfinite(loss) else
                         f"the gradients stopped being finite (training loss {loss:.4g})")
                 where = find_non_finite(model, x, y)      # the same step again, every module watched
@@ -472,8 +481,8 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
                              "dropout's)")
                 raise Diverged(f"{what} at epoch {progress.epoch + 1}, step {progress.step + 1} of {steps} "
                                f"(lr {optimizer.lr:g}): {where}") from None
-            progress.loss_sum += float(loss) * len(index)
-            progress.correct += int((logits.argmax(axis=1) == y).sum())
+            progress.loss_sum += loss * len(index)
+            progress.correct += int(correct)
             progress.step += 1
             seen = min(n_train, progress.step * batch_size)
             bar.update(1)
@@ -485,6 +494,12 @@ def train_steps(model, optimizer, data, config, progress, data_rng, stop, starte
 
 class _NonFiniteStep(Exception):
     """Inside train_steps: this step's loss or gradients are not finite."""
+
+
+def read_numbers(*values):
+    """0-d device arrays -> Python floats (True/False and whole numbers exactly), in one copy to the host."""
+    xp = get_array_module(*values)
+    return [float(v) for v in to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]))]
 
 
 def step_is_finite(loss, params):
@@ -521,10 +536,10 @@ def train(config, checkpoint=None, saved=None):
     saved: the resumed run's config as saved, to say what a changed --lr or --epochs does to the schedule.
     """
     out = Path(config.out)
+    keep_freed_memory()              # the next step reuses what this one frees (backend.keep_freed_memory)
     data = load_data(config)
     model = build_model(config)
-    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                    weight_decay=config.weight_decay)
+    optimizer = build_optimizer(model, config)
     data_rng = np.random.default_rng(config.seed)
     progress = Progress()
     metrics_path, checkpoint_path, best_path = out / "metrics.jsonl", out / "checkpoint.npz", out / "best.npz"

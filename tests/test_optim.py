@@ -115,3 +115,84 @@ def test_cosine_schedule_matches_cosine_annealing_lr(torch):
         assert np.isclose(cosine_lr(epoch, 0.1, 20), optimizer.param_groups[0]["lr"], rtol=1e-9, atol=1e-15)
         optimizer.step()
         scheduler.step()
+
+
+def reference_step(params, grads, buffers, lr, momentum, nesterov, weight_decay):
+    """The module docstring's formula, one parameter at a time (NumPy arrays, in place; buffers: list of None/array)."""
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is None:
+            continue
+        g = g + weight_decay * p
+        if buffers[i] is None:
+            buffers[i] = g.copy()
+        else:
+            buffers[i] *= momentum
+            buffers[i] += 1.0 * g
+        g = g + momentum * buffers[i] if nesterov else buffers[i]
+        p -= lr * g
+
+
+def test_the_flat_update_gives_bit_for_bit_the_per_parameter_formula_for_mixed_dtypes():
+    rng = np.random.default_rng(3)
+    shapes, dtypes = [(4, 3, 3, 3), (7,), (2, 5), (3,)], [np.float32, np.float64, np.float32, np.float64]
+    start = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+    ours = [Parameter(a.copy()) for a in start]
+    expected, buffers = [a.copy() for a in start], [None] * len(start)
+    sgd = SGD(ours, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    assert len(sgd.groups) == 2                              # one flat array per dtype
+    for step in range(5):
+        sgd.lr = 0.1 if step < 3 else 0.01
+        grads = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+        sgd.zero_grad()
+        for param, grad in zip(ours, grads):
+            param.accumulate_grad(grad.copy())
+        sgd.step()
+        reference_step(expected, grads, buffers, sgd.lr, 0.9, True, 1e-4)
+        for param, value in zip(ours, expected):
+            assert param.data.dtype == value.dtype and np.array_equal(param.data, value), f"step {step}"
+
+
+def test_parameters_that_miss_a_gradient_now_and_then_follow_torch(torch):
+    rng = np.random.default_rng(4)
+    start = [rng.standard_normal(5) for _ in range(3)]
+    ours = [Parameter(a.copy()) for a in start]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in start]
+    settings = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    sgd, torch_sgd = SGD(ours, **settings), torch.optim.SGD(theirs, **settings)
+    missing = [{1}, set(), {0, 2}, set(), {1}]                # which parameters have no gradient, step by step
+    for step, skip in enumerate(missing):
+        sgd.zero_grad()
+        torch_sgd.zero_grad()
+        for i, (param, tensor) in enumerate(zip(ours, theirs)):
+            if i not in skip:
+                grad = rng.standard_normal(5)
+                param.accumulate_grad(grad.copy())
+                tensor.grad = torch.tensor(grad)
+        sgd.step()
+        torch_sgd.step()
+        for param, tensor in zip(ours, theirs):
+            assert np.allclose(param.data, tensor.detach().numpy(), rtol=1e-14, atol=1e-14), f"step {step}"
+
+
+def test_all_finite_sees_every_gradient_and_the_extra_arrays_and_step_uses_the_gradients_as_they_are_then():
+    params = [Parameter(np.ones(3)), Parameter(np.ones(2))]
+    sgd = SGD(params, lr=0.5)
+    for param in params:
+        param.accumulate_grad(np.ones(param.shape))
+    assert bool(sgd.all_finite(np.array(1.5)))
+    assert not bool(sgd.all_finite(np.array(np.inf)))
+    params[1].grad[0] = np.nan                              # the gradients are views of the flat one now
+    assert not bool(sgd.all_finite())
+    params[1].grad[0] = 1.0
+    params[0].grad *= 2                                     # changed in place after the check (clipping, say)
+    sgd.step()
+    assert np.array_equal(params[0].data, [0, 0, 0]) and np.array_equal(params[1].data, [0.5, 0.5])
+
+
+def test_replacing_a_parameters_array_after_making_the_optimiser_is_refused():
+    param = Parameter(np.ones(3))
+    sgd = SGD([param], lr=0.1)
+    param.data = np.zeros(3)                                # what model.to(device) does
+    param.accumulate_grad(np.ones(3))
+    with pytest.raises(RuntimeError, match="make the optimiser after moving the model"):
+        sgd.step()

@@ -5,6 +5,7 @@
     python -m scratchnet.bench --memory --depths 40 100 190 --plot docs/img/memory.png
     python -m scratchnet.bench --ablation                        # what each optimisation bought
     python -m scratchnet.bench --profile                         # where scratchnet's step spends its time
+    python -m scratchnet.bench --count-ops                       # its array operations (GPU kernel launches)
     python -m scratchnet.bench --device gpu                      # CuPy against PyTorch on CUDA (cuDNN)
 
 A training step is forward, loss, backward and the SGD update (Nesterov momentum,

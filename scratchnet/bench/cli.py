@@ -3,6 +3,7 @@ import argparse
 import json
 
 from ..backend import GPUUnavailableError, array_module_for
+from .count_ops import run_count_ops
 from .memory import measure_peak_memory, run_memory
 from .profile import run_profile
 from .speed import MODES, run_ablation, run_speed
@@ -63,6 +64,9 @@ def build_parser():
                    help="time the textbook implementation and each optimisation added to it in turn")
     p.add_argument("--profile", action="store_true",
                    help="cProfile scratchnet's steps (no PyTorch) and print where the time goes")
+    p.add_argument("--count-ops", action="store_true",
+                   help="count the array operations (on a GPU: kernel launches) and host synchronisations of one "
+                        "step of the training loop, by family and by function (no PyTorch, no GPU needed)")
     p.add_argument("--depths", type=int, nargs="+", default=[40, 100, 190],
                    help="depths for --memory (default: 40 100 190)")
     p.add_argument("--plot", default=None,
@@ -75,7 +79,9 @@ def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     args.modes = args.modes or ["efficient"]
-    needs_torch = not args.profile and not (args.peak_memory_of or "").startswith("scratchnet:")
+    if args.count_ops and args.device == "gpu":
+        p.error("--count-ops counts on the CPU, and what it counts is what the GPU would launch: leave out --device")
+    needs_torch = not args.profile and not args.count_ops and not (args.peak_memory_of or "").startswith("scratchnet:")
     try:
         if needs_torch:
             require_torch()
@@ -91,6 +97,8 @@ def main(argv=None):
         run_ablation(args)
     elif args.profile:
         run_profile(args)
+    elif args.count_ops:
+        run_count_ops(args)
     else:
         run_speed(args)
     return 0

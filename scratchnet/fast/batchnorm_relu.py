@@ -28,21 +28,21 @@ def _rows(a):
     return a.reshape(a.shape[0], -1)
 
 
-def _row_dots_numpy(xp, a, b):
+def _row_dots_numpy(xp, a, b, out):
     # einsum multiplies and sums in one pass, without a temporary array.
-    return xp.einsum("ij,ij->i", a, b)
+    return xp.einsum("ij,ij->i", a, b, out=out)
 
 
-def _row_dots_cupy(xp, a, b):
+def _row_dots_cupy(xp, a, b, out):
     # CuPy's einsum is Python code whose bookkeeping costs far more than the arithmetic
     # (docs/benchmarks.md): a product and a sum, two kernels, do it.
-    return (a * b).sum(axis=1)
+    return (a * b).sum(axis=1, out=out)
 
 
-def _row_dots(xp, a, b):
-    """(C, m), (C, m) -> (C,): the dot product of each row of a with the same row of b."""
+def _row_dots(xp, a, b, out):
+    """(C, m), (C, m) -> out (C,): the dot product of each row of a with the same row of b."""
     body = _row_dots_numpy if xp.__name__ == "numpy" else _row_dots_cupy
-    return body(xp, a, b)
+    return body(xp, a, b, out)
 
 
 def batch_statistics(x):
@@ -57,9 +57,10 @@ def batch_statistics(x):
     mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
 
     def statistics(c):                         # channels c only: batch norm never mixes channels
-        mean[c] = X[c].mean(axis=1)
+        X[c].mean(axis=1, out=mean[c])
         centred = X[c] - mean[c, None]
-        var[c] = _row_dots(xp, centred, centred) / m                # the sum of squares, per channel
+        _row_dots(xp, centred, centred, out=var[c])                # the sum of squares, per channel,
+        var[c] /= m                                                # over m values
 
     parallel_slices(statistics, C, xp, x.size)
     return mean, var
@@ -171,21 +172,30 @@ def _backward(dout, cache, add_x_terms):
     X, Y, D = _rows(x), _rows(cache.y), _rows(dout)
     C, m = X.shape
     dx = xp.empty_like(X)
-    dgamma, dbeta = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
-    b, c = xp.zeros(C, dtype=x.dtype), xp.zeros(C, dtype=x.dtype)      # x_coef and offset, per channel
+    dbeta, dot = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
 
-    def backward(rows):                        # these channels only
+    def reductions(rows):                      # these channels only
         dz = dx[rows]
-        xp.multiply(D[rows], Y[rows] > 0, out=dz)                    # gradient at the batch-norm output
-        dbeta[rows] = dz.sum(axis=1)
-        dgamma[rows] = inv_std[rows] * (_row_dots(xp, dz, X[rows]) - mean[rows] * dbeta[rows])
-        dz *= scale[rows, None]                                      # a = gamma * inv_std
-        if cache.train:
-            b[rows] = -scale[rows] * inv_std[rows] * dgamma[rows] / m      # the x_hat term, per unit of x
-            c[rows] = -scale[rows] * dbeta[rows] / m - b[rows] * mean[rows]  # the mean(dz) term, and b's offset
-            if add_x_terms:
-                dz += X[rows] * b[rows, None]
-                dz += c[rows, None]
+        xp.multiply(D[rows], Y[rows] > 0, out=dz)                    # the gradient at the batch-norm output
+        dz.sum(axis=1, out=dbeta[rows])
+        _row_dots(xp, dz, X[rows], out=dot[rows])                    # sum(dz * x), per channel
 
-    parallel_slices(backward, C, xp, x.size)
-    return BatchNormReLUGradParts(dx.reshape(x.shape), b, c, dgamma, dbeta)
+    parallel_slices(reductions, C, xp, x.size)
+    # Per channel (C numbers each), all channels at once: sum(dz * x_hat), and the coefficients of x and 1.
+    dgamma = inv_std * (dot - mean * dbeta)
+    if cache.train:
+        x_coef = scale * inv_std * (-1 / m) * dgamma                # the x_hat term, per unit of x
+        offset = scale * dbeta * (-1 / m)                           # the mean(dz) term ...
+        offset -= x_coef * mean                                     # ... and x_coef's offset
+    else:
+        x_coef = offset = xp.zeros(C, dtype=x.dtype)
+
+    def gradient(rows):                        # these channels only
+        dz = dx[rows]
+        dz *= scale[rows, None]                                      # a = gamma * inv_std
+        if cache.train and add_x_terms:
+            dz += X[rows] * x_coef[rows, None]
+            dz += offset[rows, None]
+
+    parallel_slices(gradient, C, xp, x.size)
+    return BatchNormReLUGradParts(dx.reshape(x.shape), x_coef, offset, dgamma, dbeta)

@@ -122,32 +122,23 @@ def _kn2row_forward(xp, x_rows, w, pad, x_shape, out_h, out_w):
     return out
 
 
-def _zero_outside(block, rows, cols):
-    """Zero the last two axes of ``block`` outside the rectangle rows x cols."""
-    block[..., :rows.start, :] = 0
-    block[..., rows.stop:, :] = 0
-    block[..., :, :cols.start] = 0
-    block[..., :, cols.stop:] = 0
-
-
 def _kn2row_backward(xp, dout, x_rows, w, pad, x_shape):
     """dout: (F, N, out_h, out_w), x_rows: (C, N*H*W) -> dx: (C, N, H, W), dw: (F, C, kh, kw)."""
     C, N, H, W = x_shape
     F, _, kh, kw = w.shape
     out_h, out_w = dout.shape[2:]
-    # Each partial output (i, j) was read shifted by (i, j): its gradient is dout shifted back,
-    # and 0 where the shift reached into the padding.
-    dpartial = xp.empty((kh, kw, F, N, H, W), dtype=dout.dtype)
-
-    def shift_back(f):                          # output channels f only, so the cores can share the work
-        for i in range(kh):
-            for j in range(kw):
-                target, source = _kn2row_shift(i - pad, j - pad, H, W, out_h, out_w)
-                block = dpartial[i, j, f]
-                block[source] = dout[f][target]
-                _zero_outside(block, source[-2], source[-1])
-
-    parallel_slices(shift_back, F, xp, dpartial.size)
+    # Each partial output (i, j) was read shifted by (i - pad, j - pad): its gradient is dout shifted
+    # back, and 0 where the shift reached into the padding. Framed by zeros, dout holds every one of
+    # these shifted copies as an (H, W) window, so one view shows them all and one copy lays them out
+    # as the (kh*kw*F, N*H*W) matrix of the two products below.
+    top, left = kh - 1 - pad, kw - 1 - pad          # where dout sits in the frame
+    framed = xp.zeros((F, N, H + kh - 1, W + kw - 1), dtype=dout.dtype)
+    rows = slice(max(top, 0), min(top + out_h, H + kh - 1))
+    cols = slice(max(left, 0), min(left + out_w, W + kw - 1))
+    framed[:, :, rows, cols] = dout[:, :, rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
+    windows = xp.lib.stride_tricks.sliding_window_view(framed, (H, W), axis=(2, 3))  # (F, N, kh, kw, H, W)
+    # Window (a, b) starts at frame pixel (a, b) = (kh - 1 - i, kw - 1 - j) for partial output (i, j).
+    dpartial = xp.ascontiguousarray(windows[:, :, ::-1, ::-1].transpose(2, 3, 0, 1, 4, 5))
     dpartial = dpartial.reshape(kh * kw * F, N * H * W)
     dw = (dpartial @ x_rows.T).reshape(kh, kw, F, C).transpose(2, 3, 0, 1)
     dx = (_kn2row_weights(w).T @ dpartial).reshape(C, N, H, W)

@@ -18,12 +18,14 @@ a ``SharedBufferDenseBlock``:
 Memory then grows linearly with the number of layers instead of quadratically, and the
 gradients are the textbook block's (tests/test_efficient.py).
 """
+import contextlib
 from dataclasses import dataclass
 
 from .. import fast
 from ..backend import get_array_module
 from ..fast.layout import swap_batch_and_channels
-from ..nn import BatchNormReLU2d, ChannelMajorConv2d, ChannelMajorDropout, Module, ParallelAvgPool2d
+from ..nn import (BatchNormReLU2d, ChannelMajorConv2d, ChannelMajorDropout, Module, ParallelAvgPool2d,
+                  RunningStatistics)
 from .densenet import DenseBlock, DenseNet, LayerFactory, dense_layer_modules
 
 
@@ -165,8 +167,15 @@ class EfficientDenseNet(DenseNet):
     """
     layer_factory = FastLayerFactory
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Every batch norm's running statistics in flat arrays, updated at once after each training forward.
+        self.running_statistics = RunningStatistics(
+            module for _, module in self.named_modules() if isinstance(module, BatchNormReLU2d))
+
     def forward(self, x):
-        features = swap_batch_and_channels(self.features(swap_batch_and_channels(x)))   # (N, C, h, w)
+        with self.running_statistics.deferred() if self.training else contextlib.nullcontext():
+            features = swap_batch_and_channels(self.features(swap_batch_and_channels(x)))   # (N, C, h, w)
         return self.classifier(self.pool(features))
 
     def backward(self, dlogits):

@@ -17,7 +17,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..backend import device_of, to_device
+from ..backend import device_of, get_array_module, to_device
 
 # What load_state_dict returns, as PyTorch's does (torch.nn.modules.module._IncompatibleKeys):
 # the model's keys the state dict lacked, and the state dict's keys the model lacks.
@@ -34,19 +34,24 @@ class Parameter:
     def __init__(self, data):
         self.data = data
         self.grad = None
+        self.grad_buffer = None     # an optimiser's array for the gradient (SGD's flat one), if it gave one
 
     @property
     def shape(self):
         return self.data.shape
 
     def accumulate_grad(self, grad):
-        """Add ``grad`` to ``.grad`` (taking ``grad`` itself the first time: ops return fresh arrays)."""
+        """Add ``grad`` to ``.grad`` (the first time: ``grad`` itself, as ops return fresh arrays, or a copy in
+        ``grad_buffer``, where the optimiser wants its gradients)."""
         if grad.shape != self.data.shape:
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(self.data.shape)}")
-        if self.grad is None:
-            self.grad = grad
-        else:
+        if self.grad is not None:
             self.grad += grad
+        elif self.grad_buffer is not None and get_array_module(grad) is get_array_module(self.grad_buffer):
+            self.grad_buffer[...] = grad
+            self.grad = self.grad_buffer
+        else:
+            self.grad = grad
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"

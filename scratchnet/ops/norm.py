@@ -31,8 +31,10 @@ def _per_channel(v, x):
 
 def update_running_statistics(running_mean, running_var, mean, var, m, momentum):
     """In place, as PyTorch: move towards the batch mean and the unbiased batch variance (m values)."""
-    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
-    running_var[...] = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
+    running_mean *= 1 - momentum                # (1 - momentum) * running + momentum * batch, in place
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (m / (m - 1))
 
 
 class BatchNormCache(NamedTuple):
