@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet.checkpoint import FORMAT_VERSION, atomic_write, load_checkpoint, non_finite_entries
-from scratchnet.models import PRETRAINED
-from scratchnet.models.pretrained import WEIGHTS_FILE
+from scratchnet.models import PRETRAINED, PretrainedError
+from scratchnet.models.pretrained import WEIGHTS_FILE, pretrained_name
 from scratchnet.trainer import RunConfig
 
 
@@ -29,10 +29,13 @@ def export(checkpoint_path, name, unfinished=False, out=None):
     if epochs_done < config.epochs and not unfinished:
         raise ValueError(f"{checkpoint_path} has {epochs_done} of its {config.epochs} epochs done; finish the run "
                          "first (or pass --unfinished to try the export out)")
-    theta = config.theta if config.theta is not None else (0.5 if config.bc else 1.0)
-    trained = {"depth": config.depth, "k": config.k, "bc": config.bc, "theta": theta, "dropout": config.dropout,
+    trained = {"depth": config.depth, "k": config.k, "bc": config.bc, "theta": config.theta, "dropout": config.dropout,
                "num_classes": 100 if config.dataset == "cifar100" else 10, "preactivation": config.preactivation}
-    if config.arch != "densenet" or config.dataset != "cifar10" or trained != PRETRAINED[name]:
+    try:
+        matched = pretrained_name(trained)          # theta None: the default compression, as densenet_cifar's
+    except PretrainedError:
+        matched = None
+    if config.arch != "densenet" or config.dataset != "cifar10" or matched != name:
         raise ValueError(f"{checkpoint_path} holds {config.name} on {config.dataset}, not {name}")
     bad = non_finite_entries(checkpoint["model"])
     if bad:

@@ -136,7 +136,7 @@ class RunningStatistics:
         if not pending:
             return
         momentum = {layer.momentum for layer in pending}
-        if len(pending) < len(self.layers) or len(momentum) > 1 or self.mean.dtype != self.var.dtype:
+        if len(pending) < len(self.layers) or len(momentum) > 1:
             for layer, (mean, var, m) in pending.items():   # some layers did not run: each on its own
                 update_running_statistics(layer.running_mean, layer.running_var, mean, var, m, layer.momentum)
                 layer.num_batches_tracked += 1
