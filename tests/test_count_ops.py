@@ -10,7 +10,8 @@ import pytest
 from scratchnet import backend
 from scratchnet import trainer
 from scratchnet.bench import main as bench_main
-from scratchnet.bench.count_ops import CountedArray, Tally, _active, count_training_step, counting_backend
+from scratchnet.bench.count_ops import (CountedArray, Tally, _active, count_training_step, counting_backend,
+                                       format_tally)
 from scratchnet.nn import Parameter
 from scratchnet.optim import SGD
 
@@ -44,6 +45,9 @@ def tally_of(action):
     (lambda a, b: a.copy().astype(np.float64, copy=False), 1, 0),    # astype to its own dtype need not copy
     (lambda a, b: a.astype(np.float32), 1, 0),
     (lambda a, b: np.einsum("ij,ij->i", a, b), 1, 0),
+    (lambda a, b: a.T.reshape(12), 1, 0),                            # a reshape the strides cannot express
+    (lambda a, b: backend.get_array_module(a).ascontiguousarray(a.T), 1, 0),
+    (lambda a, b: backend.get_array_module(a).ascontiguousarray(a[1:]), 0, 0),   # contiguous already
 ])
 def test_each_kind_of_operation_counts_as_cupy_would_launch_it(expression, ops, syncs):
     a, b = counted(np.arange(12.0).reshape(4, 3), np.ones((4, 3)))
@@ -95,6 +99,17 @@ def test_an_added_operation_or_host_read_changes_the_count_by_exactly_that(monke
 def test_the_training_loop_reads_from_the_device_once_a_step(memory_efficient):
     tally = count_training_step(trainer.RunConfig(**SMALL, memory_efficient=memory_efficient))
     assert sum(tally.syncs.values()) == 1
+
+
+def test_a_memory_efficient_densenet_bc_40_step_issues_at_most_2000_operations_and_one_host_read():
+    # Issue 14's bound (4,297 before it, counted with this counter on commit 91ccc77). Batch 2: the count
+    # does not depend on the batch size (test above), only the time to run it does.
+    tally = count_training_step(trainer.RunConfig(depth=40, k=12, batch_size=2, memory_efficient=True))
+    assert tally.total <= 2000, format_tally(tally, "BC L=40, k=12, memory-efficient")
+    assert sum(tally.syncs.values()) == 1
+    assert tally.by_family()["SGD"] <= 20                # one update for all 119 parameters
+    # Only the classifier's two gradients are copied into SGD's flat array: the fast layers write theirs there.
+    assert tally.ops[("scratchnet.nn.module.Parameter.accumulate_grad", "setitem")] == 2
 
 
 def test_one_sgd_step_costs_the_same_operations_for_any_number_of_parameters():

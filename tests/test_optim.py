@@ -196,3 +196,23 @@ def test_replacing_a_parameters_array_after_making_the_optimiser_is_refused():
     param.accumulate_grad(np.ones(3))
     with pytest.raises(RuntimeError, match="make the optimiser after moving the model"):
         sgd.step()
+
+
+def test_backward_writes_the_gradients_into_the_flat_buffer_with_the_values_it_returns_alone():
+    # The fast layers write their weight gradients straight into SGD's flat array (Parameter.grad_destination);
+    # the values are those of the same network without an optimiser, also when a second backward accumulates.
+    from scratchnet.models import densenet_cifar
+
+    rng = np.random.default_rng(0)
+    x, dlogits = rng.standard_normal((2, 3, 16, 16)), rng.standard_normal((2, 10))
+    alone, flat = (densenet_cifar(depth=10, k=4, dtype="float64", memory_efficient=True, seed=1) for _ in range(2))
+    sgd = SGD(flat.parameters(), lr=0.1, momentum=0.9)
+    for model in (alone, flat):
+        for _ in range(2):                               # two backward passes add up
+            model(x)
+            model.backward(dlogits)
+    for (name, a), b in zip(alone.named_parameters(), flat.parameters()):
+        assert b.grad is b.grad_buffer, name
+        assert np.array_equal(a.grad, b.grad), name
+    assert not any(p.grad is p.grad_buffer for p in alone.parameters())
+    assert sgd.groups[0].gather_grads() is not None

@@ -12,7 +12,7 @@ One operation:
 - an array function that computes or copies (``concatenate``, ``einsum``, ``stack``, ``where``, ...);
 - ``copy``, a converting ``astype``, ``fill``, an array made filled (``zeros``, ``ones``, ``full``,
   ``arange``), a gather (fancy indexing), an assignment that moves numbers (``a[s] = b``).
-Not an operation: a view (slicing, ``reshape``, ``transpose``, ...), ``empty``, and the assignment of a
+Not an operation: a view (slicing, ``reshape`` where it can be a view, ``transpose``, ...), ``empty``, and the assignment of a
 view onto itself that ``a[s] += b`` ends with (the add wrote in place already).
 
 A host synchronisation is a read of an array's value on the host, which on a GPU waits for every queued
@@ -225,12 +225,19 @@ class CountedArray(numpy.ndarray):
     nonzero = _counted_method("nonzero")
     repeat = _counted_method("repeat")
 
-    def astype(self, dtype, *args, **kwargs):
-        plain = self.view(numpy.ndarray)
-        result = plain.astype(dtype, *args, **kwargs)
-        if not numpy.may_share_memory(result, plain):
-            _record("ops", "astype")
-        return _wrap(result)
+    def _copies_unless_viewable(name):
+        def method(self, *args, **kwargs):
+            plain = self.view(numpy.ndarray)
+            result = getattr(numpy.ndarray, name)(plain, *_plain_tree(args), **_plain_tree(kwargs))
+            if not numpy.may_share_memory(result, plain):
+                _record("ops", name)
+            return _wrap(result)
+        method.__name__ = name
+        return method
+
+    astype = _copies_unless_viewable("astype")       # to its own dtype, with copy=False: the array itself
+    reshape = _copies_unless_viewable("reshape")     # a copy where the strides cannot express the new shape
+    ravel = _copies_unless_viewable("ravel")
 
     def _host_read(name):
         def read(self, *args):
@@ -246,7 +253,7 @@ class CountedArray(numpy.ndarray):
     __format__ = _host_read("__format__")
     item = _host_read("item")
     tolist = _host_read("tolist")
-    del _counted_method, _host_read
+    del _counted_method, _copies_unless_viewable, _host_read
 
 
 class CountingNumpy:
@@ -285,7 +292,13 @@ class CountingNumpy:
             _record("uploads", "asarray")
         return _wrap(result)
 
-    ascontiguousarray = asarray
+    def ascontiguousarray(self, a, *args, **kwargs):
+        if not isinstance(a, CountedArray):
+            return self.asarray(numpy.ascontiguousarray(a, *args, **kwargs))
+        result = numpy.ascontiguousarray(a.view(numpy.ndarray), *args, **kwargs)
+        if not numpy.may_share_memory(result, a):
+            _record("ops", "ascontiguousarray")
+        return _wrap(result)
 
     def array(self, a, *args, **kwargs):
         _record("ops" if isinstance(a, CountedArray) else "uploads", "array")

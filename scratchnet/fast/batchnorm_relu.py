@@ -45,16 +45,17 @@ def _row_dots(xp, a, b, out):
     return body(xp, a, b, out)
 
 
-def batch_statistics(x):
+def batch_statistics(x, out=(None, None)):
     """Per-channel mean and biased variance of channel-major x, as batch norm computes them in training.
 
-    x: (C, N, H, W) (any (C, ...)) -> mean, var: (C,). A dense block computes these once
-    per feature map and hands them to every layer that normalises it (``stats=``).
+    x: (C, N, H, W) (any (C, ...)) -> mean, var: (C,), written into out = (mean_out, var_out) where given
+    (contiguous (C,) arrays). A dense block computes these once per feature map, into its own arrays,
+    and hands them to every layer that normalises it (``stats=``).
     """
     xp = check_batchnorm_arguments("batch_statistics", x, x.shape[0], True, None, None, None, None)
     X = _rows(x)
     C, m = X.shape
-    mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+    mean, var = (given if given is not None else xp.empty(C, dtype=x.dtype) for given in out)
 
     def statistics(c):                         # channels c only: batch norm never mixes channels
         X[c].mean(axis=1, out=mean[c])
@@ -144,13 +145,18 @@ class BatchNormReLUGradParts(NamedTuple):
     dbeta: object       # (C,)
 
 
-def batchnorm_relu_backward_parts(dout, cache):
-    """dout: like x -> BatchNormReLUGradParts(partial_dx, x_coef, offset, dgamma, dbeta); dout is not changed."""
-    return _backward(dout, cache, add_x_terms=False)
+def batchnorm_relu_backward_parts(dout, cache, grad_out=(None, None)):
+    """dout: like x -> BatchNormReLUGradParts(partial_dx, x_coef, offset, dgamma, dbeta); dout is not changed.
+
+    grad_out: as for ``batchnorm_relu_backward``."""
+    return _backward(dout, cache, grad_out, add_x_terms=False)
 
 
-def batchnorm_relu_backward(dout, cache):
+def batchnorm_relu_backward(dout, cache, grad_out=(None, None)):
     """dout: like x -> dx: like x, dgamma: (C,), dbeta: (C,).
+
+    grad_out: (dgamma_out, dbeta_out), contiguous (C,) arrays to write dgamma and dbeta into (each may be
+    None: a new array), e.g. the optimiser's gradient buffers (``Parameter.grad_destination``).
 
     The ReLU passes dout where y > 0 (dz below); batch norm's closed form then gives
         dx = gamma * inv_std * (dz - mean(dz) - x_hat * mean(dz * x_hat))    (train)
@@ -160,11 +166,11 @@ def batchnorm_relu_backward(dout, cache):
     and sum(dz * x_hat) = inv_std * (sum(dz * x) - mean * sum(dz)). (``batchnorm_relu_backward_parts``
     returns a * dz as partial_dx, b as x_coef and c as offset.) dout is not changed.
     """
-    dx, _, _, dgamma, dbeta = _backward(dout, cache, add_x_terms=True)
+    dx, _, _, dgamma, dbeta = _backward(dout, cache, grad_out, add_x_terms=True)
     return dx, dgamma, dbeta
 
 
-def _backward(dout, cache, add_x_terms):
+def _backward(dout, cache, grad_out, add_x_terms):
     """Both backward functions: with add_x_terms, partial_dx is dx itself (x_coef * x + offset added)."""
     x, mean, inv_std, scale = cache.x, cache.mean, cache.inv_std, cache.scale
     xp = array_module("batchnorm_relu_backward", dout, x)
@@ -172,7 +178,8 @@ def _backward(dout, cache, add_x_terms):
     X, Y, D = _rows(x), _rows(cache.y), _rows(dout)
     C, m = X.shape
     dx = xp.empty_like(X)
-    dbeta, dot = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+    dgamma, dbeta = (out if out is not None else xp.empty(C, dtype=x.dtype) for out in grad_out)
+    dot = xp.empty(C, dtype=x.dtype)
 
     def reductions(rows):                      # these channels only
         dz = dx[rows]
@@ -182,10 +189,11 @@ def _backward(dout, cache, add_x_terms):
 
     parallel_slices(reductions, C, xp, x.size)
     # Per channel (C numbers each), all channels at once: sum(dz * x_hat), and the coefficients of x and 1.
-    dgamma = inv_std * (dot - mean * dbeta)
+    xp.multiply(inv_std, dot - mean * dbeta, out=dgamma)
     if cache.train:
-        x_coef = scale * inv_std * (-1 / m) * dgamma                # the x_hat term, per unit of x
-        offset = scale * dbeta * (-1 / m)                           # the mean(dz) term ...
+        minus_scale_over_m = scale * (-1 / m)
+        x_coef = minus_scale_over_m * inv_std * dgamma              # the x_hat term, per unit of x
+        offset = minus_scale_over_m * dbeta                         # the mean(dz) term ...
         offset -= x_coef * mean                                     # ... and x_coef's offset
     else:
         x_coef = offset = xp.zeros(C, dtype=x.dtype)

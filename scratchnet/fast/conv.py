@@ -53,6 +53,7 @@ class FastConvCache(NamedTuple):
     stride: int
     pad: int
     x_shape: tuple      # (C, N, H, W)
+    w_rows: object = None   # kn2row: the weights as the (kh*kw*F, C) matrix of its product (``_kn2row_weights``)
 
 
 def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
@@ -72,8 +73,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
     if method not in METHODS or (method == "kn2row" and stride != 1):
         raise ValueError(f"{op}: method must be 'auto', 'im2col' or (for stride 1) 'kn2row', got {method!r}")
     if method == "kn2row":
-        saved = x.reshape(C, N * H * W)
-        out = _kn2row_forward(xp, saved, w, pad, (C, N, H, W), out_h, out_w)
+        saved, w_rows = x.reshape(C, N * H * W), _kn2row_weights(w)
+        out = _kn2row_forward(xp, saved, w_rows, w.shape, pad, (C, N, H, W), out_h, out_w)
     else:
         if _is_pointwise(kh, kw, stride, pad):
             saved = x.reshape(C, N * H * W)
@@ -82,7 +83,8 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
         out = (w.reshape(F, -1) @ saved).reshape(F, N, out_h, out_w)
     if b is not None:
         out += b[:, None, None, None]
-    return out, FastConvCache(method, saved, w, b is not None, stride, pad, tuple(x.shape))
+    return out, FastConvCache(method, saved, w, b is not None, stride, pad, tuple(x.shape),
+                              w_rows if method == "kn2row" else None)
 
 
 def _kn2row_weights(w):
@@ -104,12 +106,12 @@ def _kn2row_shift(dy, dx, H, W, out_h, out_w):
             (Ellipsis, slice(y0 + dy, y1 + dy), slice(x0 + dx, x1 + dx)))
 
 
-def _kn2row_forward(xp, x_rows, w, pad, x_shape, out_h, out_w):
-    """x_rows: (C, N*H*W) -> out: (F, N, out_h, out_w)."""
+def _kn2row_forward(xp, x_rows, w_rows, w_shape, pad, x_shape, out_h, out_w):
+    """x_rows: (C, N*H*W), w_rows: (kh*kw*F, C) (``_kn2row_weights``) -> out: (F, N, out_h, out_w)."""
     C, N, H, W = x_shape
-    F, _, kh, kw = w.shape
+    F, _, kh, kw = w_shape
     # One product for all kernel offsets: rows (i, j, f) of the weights times every input pixel.
-    partial = (_kn2row_weights(w) @ x_rows).reshape(kh, kw, F, N, H, W)
+    partial = (w_rows @ x_rows).reshape(kh, kw, F, N, H, W)
     out = xp.zeros((F, N, out_h, out_w), dtype=x_rows.dtype)
 
     def shift_and_add(f):                       # output channels f only, so the cores can share the work
@@ -122,10 +124,11 @@ def _kn2row_forward(xp, x_rows, w, pad, x_shape, out_h, out_w):
     return out
 
 
-def _kn2row_backward(xp, dout, x_rows, w, pad, x_shape):
-    """dout: (F, N, out_h, out_w), x_rows: (C, N*H*W) -> dx: (C, N, H, W), dw: (F, C, kh, kw)."""
+def _kn2row_backward(xp, dout, x_rows, w_rows, w_shape, pad, x_shape, dw_out=None):
+    """dout: (F, N, out_h, out_w), x_rows: (C, N*H*W), w_rows: (kh*kw*F, C) -> dx: (C, N, H, W),
+    dw: (F, C, kh, kw) (in dw_out if given)."""
     C, N, H, W = x_shape
-    F, _, kh, kw = w.shape
+    F, _, kh, kw = w_shape
     out_h, out_w = dout.shape[2:]
     # Each partial output (i, j) was read shifted by (i - pad, j - pad): its gradient is dout shifted
     # back, and 0 where the shift reached into the padding. Framed by zeros, dout holds every one of
@@ -141,14 +144,19 @@ def _kn2row_backward(xp, dout, x_rows, w, pad, x_shape):
     dpartial = xp.ascontiguousarray(windows[:, :, ::-1, ::-1].transpose(2, 3, 0, 1, 4, 5))
     dpartial = dpartial.reshape(kh * kw * F, N * H * W)
     dw = (dpartial @ x_rows.T).reshape(kh, kw, F, C).transpose(2, 3, 0, 1)
-    dx = (_kn2row_weights(w).T @ dpartial).reshape(C, N, H, W)
-    return dx, xp.ascontiguousarray(dw)
+    dx = (w_rows.T @ dpartial).reshape(C, N, H, W)
+    if dw_out is None:
+        return dx, xp.ascontiguousarray(dw)
+    dw_out[...] = dw                                # the same one copy, into the caller's array
+    return dx, dw_out
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, grad_out=(None, None)):
     """Gradients of ``conv2d_forward``.
 
     dout: (F, N, out_h, out_w) -> dx: (C, N, H, W), dw: (F, C, kh, kw), db: (F,) or None.
+    grad_out: (dw_out, db_out), contiguous arrays to write dw and db into (each may be None: a new array),
+    e.g. the optimiser's gradient buffers (``Parameter.grad_destination``).
     """
     w, stride, pad, saved = cache.w, cache.stride, cache.pad, cache.saved
     xp = array_module("conv2d_backward", dout, w)
@@ -157,12 +165,13 @@ def conv2d_backward(dout, cache):
     out_h = output_size("conv2d_backward", H, kh, stride, pad, "height")
     out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
     check_dout("conv2d_backward", dout, (F, N, out_h, out_w))
-    db = dout.sum(axis=(1, 2, 3)) if cache.has_bias else None
+    dw_out, db_out = grad_out
+    db = dout.sum(axis=(1, 2, 3), out=db_out) if cache.has_bias else None
     if cache.method == "kn2row":
-        dx, dw = _kn2row_backward(xp, dout, saved, w, pad, cache.x_shape)
+        dx, dw = _kn2row_backward(xp, dout, saved, cache.w_rows, w.shape, pad, cache.x_shape, dw_out)
         return dx, dw, db
     dout_rows = dout.reshape(F, N * out_h * out_w)
-    dw = (dout_rows @ saved.T).reshape(w.shape)
+    dw = xp.matmul(dout_rows, saved.T, out=None if dw_out is None else dw_out.reshape(F, -1)).reshape(w.shape)
     dcol = w.reshape(F, -1).T @ dout_rows                       # (C*kh*kw, N*out_h*out_w)
     if _is_pointwise(kh, kw, stride, pad):
         dx = dcol.reshape(C, N, H, W)

@@ -127,7 +127,7 @@ class SharedBufferDenseBlock(DenseBlock):
             c = C0 + l * k                          # layer l reads channels [0, c) and writes [c, c + k)
             if self.training:                       # the statistics of the maps made last, once for all layers
                 new = slice(c - k, c) if l else slice(0, C0)
-                mean[new], var[new] = fast.batch_statistics(features[new])
+                fast.batch_statistics(features[new], out=(mean[new], var[new]))
             stats = (mean[:c], var[:c]) if self.training else None
             features[c:c + k] = layer(features[:c], scratch[:c], stats)
         self._features = features

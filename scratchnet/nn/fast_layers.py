@@ -18,6 +18,11 @@ from .layers import AvgPool2d, BatchNorm2d, Conv2d, Dropout
 _PENDING = ContextVar("pending_running_statistics", default=None)
 
 
+def _grad_destinations(*params):
+    """Where backward may write each parameter's gradient itself (None: in a new array; no parameter: None)."""
+    return tuple(param.grad_destination() if param is not None else None for param in params)
+
+
 class ChannelMajorConv2d(Conv2d):
     """Conv2d on channel-major arrays: x (in_channels, N, H, W) -> (out_channels, N, H_out, W_out).
 
@@ -34,7 +39,7 @@ class ChannelMajorConv2d(Conv2d):
         return out
 
     def backward(self, dout):
-        dx, dw, db = fast.conv2d_backward(dout, self._take_cache())
+        dx, dw, db = fast.conv2d_backward(dout, self._take_cache(), _grad_destinations(self.weight, self.bias))
         self._accumulate_grads(dw, db)
         return dx
 
@@ -72,14 +77,15 @@ class BatchNormReLU2d(BatchNorm2d):
         return fast.batchnorm_relu_recompute(self._cache)
 
     def backward(self, dout):
-        dx, dgamma, dbeta = fast.batchnorm_relu_backward(dout, self._take_cache())
+        dx, dgamma, dbeta = fast.batchnorm_relu_backward(dout, self._take_cache(),
+                                                         _grad_destinations(self.weight, self.bias))
         self._accumulate_grads(dgamma, dbeta)
         return dx
 
     def backward_parts(self, dout):
         """-> ``fast.BatchNormReLUGradParts``: dx = partial_dx + x_coef * x + offset per channel, for callers
         that add many layers' x_coef * x + offset at once. The parameter gradients are accumulated."""
-        parts = fast.batchnorm_relu_backward_parts(dout, self._take_cache())
+        parts = fast.batchnorm_relu_backward_parts(dout, self._take_cache(), _grad_destinations(self.weight, self.bias))
         self._accumulate_grads(parts.dgamma, parts.dbeta)
         return parts
 

@@ -42,16 +42,25 @@ class Parameter:
 
     def accumulate_grad(self, grad):
         """Add ``grad`` to ``.grad`` (the first time: ``grad`` itself, as ops return fresh arrays, or a copy in
-        ``grad_buffer``, where the optimiser wants its gradients)."""
+        ``grad_buffer``, where the optimiser wants its gradients, unless the op wrote it there already)."""
         if grad.shape != self.data.shape:
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(self.data.shape)}")
         if self.grad is not None:
             self.grad += grad
         elif self.grad_buffer is not None and get_array_module(grad) is get_array_module(self.grad_buffer):
-            self.grad_buffer[...] = grad
+            if grad is not self.grad_buffer:
+                self.grad_buffer[...] = grad
             self.grad = self.grad_buffer
         else:
             self.grad = grad
+
+    def grad_destination(self):
+        """Where an op may write this parameter's next gradient itself (``out=``), saving the copy that
+        ``accumulate_grad`` would make: ``grad_buffer`` while no gradient is held yet, else None."""
+        if self.grad is None and self.grad_buffer is not None and \
+                get_array_module(self.grad_buffer) is get_array_module(self.data):
+            return self.grad_buffer
+        return None
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
