@@ -4,7 +4,6 @@ These tests are also the pattern to follow when you write a new op: build
 inputs, run forward, pick a random upstream gradient, run backward, and compare
 each gradient with the numerical one.
 """
-import numpy as np
 import pytest
 
 from op_cases import CASES, away_from_zero, distinct
