@@ -121,6 +121,31 @@ def test_precomputed_statistics_give_the_same_result(rng):
     assert np.array_equal(y, shared)
 
 
+@pytest.mark.parametrize("name, method", [("3x3, fewer filters than channels", "kn2row"),
+                                          ("3x3, stride 2", "im2col"), ("1x1", "im2col")])
+def test_parameter_gradients_written_into_given_arrays_are_the_ones_returned_otherwise(name, method, rng):
+    # grad_out: the optimiser's flat gradient buffer, written by the op itself (Parameter.grad_destination).
+    x_shape, w_shape, stride, pad, _ = CONVOLUTIONS[name]
+    x, w, b = swap(rng.standard_normal(x_shape)), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    out, cache = fast.conv2d_forward(x, w, b, stride, pad, method)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = fast.conv2d_backward(dout, cache)
+    buffers = np.full(w.size + b.size, np.nan)                  # one flat array, as SGD's
+    dw_out, db_out = buffers[:w.size].reshape(w.shape), buffers[w.size:]
+    dx2, dw2, db2 = fast.conv2d_backward(dout, cache, grad_out=(dw_out, db_out))
+    assert dw2 is dw_out and db2 is db_out
+    assert np.array_equal(dx2, dx) and np.array_equal(buffers, np.concatenate([dw.ravel(), db]))
+
+    y, bn_cache = fast.batchnorm_relu_forward(x, 1 + rng.standard_normal(x.shape[0]), rng.standard_normal(x.shape[0]),
+                                              None, None, train=True)
+    dy = rng.standard_normal(y.shape)
+    expected = fast.batchnorm_relu_backward(dy, bn_cache)
+    dgamma_out, dbeta_out = np.full((2, x.shape[0]), np.nan)
+    got = fast.batchnorm_relu_backward(dy, bn_cache, grad_out=(dgamma_out, dbeta_out))
+    assert got[1] is dgamma_out and got[2] is dbeta_out
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
 def test_recompute_rewrites_the_output_bit_for_bit(rng):
     x = rng.standard_normal((6, 8, 5, 7))
     gamma, beta = 1 + 0.3 * rng.standard_normal(6), 0.5 * rng.standard_normal(6)

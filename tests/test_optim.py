@@ -198,11 +198,20 @@ def test_replacing_a_parameters_array_after_making_the_optimiser_is_refused():
         sgd.step()
 
 
-def test_backward_writes_the_gradients_into_the_flat_buffer_with_the_values_it_returns_alone():
+def test_backward_writes_the_gradients_into_the_flat_buffer_with_the_values_it_returns_alone(monkeypatch):
     # The fast layers write their weight gradients straight into SGD's flat array (Parameter.grad_destination);
     # the values are those of the same network without an optimiser, also when a second backward accumulates.
     from scratchnet.models import densenet_cifar
 
+    copied = []                                          # first gradients that had to be copied into the buffer
+    accumulate = Parameter.accumulate_grad
+
+    def watched(param, grad):
+        if param.grad is None and param.grad_buffer is not None and grad is not param.grad_buffer:
+            copied.append(grad.shape)
+        accumulate(param, grad)
+
+    monkeypatch.setattr(Parameter, "accumulate_grad", watched)
     rng = np.random.default_rng(0)
     x, dlogits = rng.standard_normal((2, 3, 16, 16)), rng.standard_normal((2, 10))
     alone, flat = (densenet_cifar(depth=10, k=4, dtype="float64", memory_efficient=True, seed=1) for _ in range(2))
@@ -215,4 +224,5 @@ def test_backward_writes_the_gradients_into_the_flat_buffer_with_the_values_it_r
         assert b.grad is b.grad_buffer, name
         assert np.array_equal(a.grad, b.grad), name
     assert not any(p.grad is p.grad_buffer for p in alone.parameters())
+    assert copied == [(10, flat.classifier.in_features), (10,)]     # only the (textbook) classifier's
     assert sgd.groups[0].gather_grads() is not None

@@ -171,7 +171,11 @@ def conv2d_backward(dout, cache, grad_out=(None, None)):
         dx, dw = _kn2row_backward(xp, dout, saved, cache.w_rows, w.shape, pad, cache.x_shape, dw_out)
         return dx, dw, db
     dout_rows = dout.reshape(F, N * out_h * out_w)
-    dw = xp.matmul(dout_rows, saved.T, out=None if dw_out is None else dw_out.reshape(F, -1)).reshape(w.shape)
+    if dw_out is None:
+        dw = (dout_rows @ saved.T).reshape(w.shape)
+    else:                                                       # the product straight into the caller's array
+        xp.matmul(dout_rows, saved.T, out=dw_out.reshape(F, -1))
+        dw = dw_out
     dcol = w.reshape(F, -1).T @ dout_rows                       # (C*kh*kw, N*out_h*out_w)
     if _is_pointwise(kh, kw, stride, pad):
         dx = dcol.reshape(C, N, H, W)
