@@ -135,6 +135,8 @@ def test_parameter_gradients_written_into_given_arrays_are_the_ones_returned_oth
     dx2, dw2, db2 = fast.conv2d_backward(dout, cache, grad_out=(dw_out, db_out))
     assert dw2 is dw_out and db2 is db_out
     assert np.array_equal(dx2, dx) and np.array_equal(buffers, np.concatenate([dw.ravel(), db]))
+    with pytest.raises(ValueError, match="dw_out must be a contiguous array"):    # it could not be written through
+        fast.conv2d_backward(dout, cache, grad_out=(np.empty(w.shape[::-1]).T, None))
 
     y, bn_cache = fast.batchnorm_relu_forward(x, 1 + rng.standard_normal(x.shape[0]), rng.standard_normal(x.shape[0]),
                                               None, None, train=True)

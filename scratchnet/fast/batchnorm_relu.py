@@ -178,7 +178,7 @@ def _backward(dout, cache, grad_out, add_x_terms):
     X, Y, D = _rows(x), _rows(cache.y), _rows(dout)
     C, m = X.shape
     dx = xp.empty_like(X)
-    dgamma, dbeta = (out if out is not None else xp.empty(C, dtype=x.dtype) for out in grad_out)
+    dgamma, dbeta = (given if given is not None else xp.empty(C, dtype=x.dtype) for given in grad_out)
     dot = xp.empty(C, dtype=x.dtype)
 
     def reductions(rows):                      # these channels only

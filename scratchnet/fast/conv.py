@@ -44,7 +44,10 @@ class FastConvCache(NamedTuple):
     for a 1x1 convolution x itself, seen as (C, N*H*W): a view, not a copy, wherever x is
     C-contiguous (as the fast tier's arrays are). Whoever calls ``conv2d_backward`` must then make
     sure x still holds the values it had in the forward pass (the memory-efficient dense block
-    recomputes the scratch array it shares before that).
+    recomputes the scratch array it shares before that). ``w`` is the weight array itself, but kn2row's
+    backward multiplies by ``w_rows``, the copy of the weights its forward pass made: both are the
+    forward pass's weights as long as nothing changes w between forward and backward (an optimiser
+    steps after backward).
     """
     method: str         # "im2col" or "kn2row"
     saved: object
@@ -76,6 +79,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
         saved, w_rows = x.reshape(C, N * H * W), _kn2row_weights(w)
         out = _kn2row_forward(xp, saved, w_rows, w.shape, pad, (C, N, H, W), out_h, out_w)
     else:
+        w_rows = None
         if _is_pointwise(kh, kw, stride, pad):
             saved = x.reshape(C, N * H * W)
         else:
@@ -83,8 +87,7 @@ def conv2d_forward(x, w, b=None, stride=1, pad=0, method="auto"):
         out = (w.reshape(F, -1) @ saved).reshape(F, N, out_h, out_w)
     if b is not None:
         out += b[:, None, None, None]
-    return out, FastConvCache(method, saved, w, b is not None, stride, pad, tuple(x.shape),
-                              w_rows if method == "kn2row" else None)
+    return out, FastConvCache(method, saved, w, b is not None, stride, pad, tuple(x.shape), w_rows)
 
 
 def _kn2row_weights(w):
@@ -166,6 +169,10 @@ def conv2d_backward(dout, cache, grad_out=(None, None)):
     out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
     check_dout("conv2d_backward", dout, (F, N, out_h, out_w))
     dw_out, db_out = grad_out
+    for name, given, shape in (("dw_out", dw_out, w.shape), ("db_out", db_out, (F,))):
+        if given is not None and (given.shape != shape or not given.flags.c_contiguous):
+            raise ValueError(f"conv2d_backward: {name} must be a contiguous array of shape {shape}, "
+                             f"got shape {tuple(given.shape)}{'' if given.flags.c_contiguous else ', not contiguous'}")
     db = dout.sum(axis=(1, 2, 3), out=db_out) if cache.has_bias else None
     if cache.method == "kn2row":
         dx, dw = _kn2row_backward(xp, dout, saved, cache.w_rows, w.shape, pad, cache.x_shape, dw_out)

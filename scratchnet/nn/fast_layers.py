@@ -19,7 +19,8 @@ _PENDING = ContextVar("pending_running_statistics", default=None)
 
 
 def _grad_destinations(*params):
-    """Where backward may write each parameter's gradient itself (None: in a new array; no parameter: None)."""
+    """For each parameter, its ``grad_destination()`` (None: the op makes a new array), or None where the
+    parameter is None (a convolution without bias)."""
     return tuple(param.grad_destination() if param is not None else None for param in params)
 
 

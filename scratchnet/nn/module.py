@@ -28,7 +28,9 @@ class Parameter:
     """A trainable array and the gradient accumulated for it.
 
     data: the array (NumPy or CuPy); grad: an array shaped like data, or None
-    before the first backward and after ``zero_grad()``.
+    before the first backward and after ``zero_grad()``. grad_buffer: where an optimiser wants the
+    gradient (``optim.SGD`` gives each parameter a view of its flat gradient array), or None; ops that
+    can write their result where they are told get it from ``grad_destination()``.
     """
 
     def __init__(self, data):
@@ -41,8 +43,8 @@ class Parameter:
         return self.data.shape
 
     def accumulate_grad(self, grad):
-        """Add ``grad`` to ``.grad`` (the first time: ``grad`` itself, as ops return fresh arrays, or a copy in
-        ``grad_buffer``, where the optimiser wants its gradients, unless the op wrote it there already)."""
+        """Add ``grad`` to ``.grad``. The first time, ``.grad`` becomes ``grad_buffer`` holding ``grad`` (copied
+        in, unless the op wrote it there already), or, without a buffer, ``grad`` itself (a fresh array)."""
         if grad.shape != self.data.shape:
             raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(self.data.shape)}")
         if self.grad is not None:
