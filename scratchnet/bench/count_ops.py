@@ -282,23 +282,24 @@ class CountingNumpy:
         for name in ("zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "arange", "eye", "linspace"):
             setattr(self, name, self._made(name, counted=True))
 
-    def asarray(self, a, *args, **kwargs):
+    @staticmethod
+    def _converted(function, a, *args, **kwargs):
+        """``numpy.<function>(a, ...)``: a copy of a device array counts as an operation (none where the result
+        is ``a`` itself), and a host array becomes a device array by an upload."""
         if isinstance(a, CountedArray):
-            result = numpy.asarray(a.view(numpy.ndarray), *args, **kwargs)
+            result = getattr(numpy, function)(a.view(numpy.ndarray), *args, **kwargs)
             if not numpy.may_share_memory(result, a):
-                _record("ops", "asarray")
+                _record("ops", function)
         else:
-            result = numpy.asarray(a, *args, **kwargs)
-            _record("uploads", "asarray")
+            result = getattr(numpy, function)(a, *args, **kwargs)
+            _record("uploads", function)
         return _wrap(result)
 
+    def asarray(self, a, *args, **kwargs):
+        return self._converted("asarray", a, *args, **kwargs)
+
     def ascontiguousarray(self, a, *args, **kwargs):
-        if not isinstance(a, CountedArray):
-            return self.asarray(numpy.ascontiguousarray(a, *args, **kwargs))
-        result = numpy.ascontiguousarray(a.view(numpy.ndarray), *args, **kwargs)
-        if not numpy.may_share_memory(result, a):
-            _record("ops", "ascontiguousarray")
-        return _wrap(result)
+        return self._converted("ascontiguousarray", a, *args, **kwargs)
 
     def array(self, a, *args, **kwargs):
         _record("ops" if isinstance(a, CountedArray) else "uploads", "array")

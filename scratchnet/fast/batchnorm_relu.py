@@ -18,7 +18,7 @@ with the same result as one core.
 """
 from typing import NamedTuple
 
-from ..ops._checks import array_module, check_batchnorm_arguments, check_dout
+from ..ops._checks import array_module, check_batchnorm_arguments, check_dout, check_out
 from ..ops.norm import update_running_statistics
 from .threads import parallel_slices
 
@@ -96,10 +96,9 @@ def batchnorm_relu_forward(x, gamma, beta, running_mean, running_var, train, mom
     op = "batchnorm_relu"
     xp = check_batchnorm_arguments(op, x, x.shape[0], train, gamma, beta, running_mean, running_var)
     array_module(op, x, out)                            # out on x's device too
+    check_out(op, "out", out, x.shape)
     if out is None:
         out = xp.empty(x.shape, dtype=x.dtype)          # C order, so that rows of out are views
-    elif out.shape != x.shape or not out.flags.c_contiguous:
-        raise ValueError(f"{op}: out must be a contiguous array of shape {tuple(x.shape)}")
     if train:
         mean, var = stats if stats is not None else batch_statistics(x)
         if running_mean is not None:

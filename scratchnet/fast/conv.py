@@ -19,7 +19,7 @@ Both give ``ops.conv2d_forward``'s result (tests/test_fast.py compares them).
 from typing import NamedTuple
 
 from ..ops import col2im, im2col
-from ..ops._checks import array_module, check_conv_arguments, check_dout, check_ndim, output_size
+from ..ops._checks import array_module, check_conv_arguments, check_dout, check_ndim, check_out, output_size
 from .layout import swap_batch_and_channels, swapped_view
 from .threads import parallel_slices
 
@@ -169,10 +169,8 @@ def conv2d_backward(dout, cache, grad_out=(None, None)):
     out_w = output_size("conv2d_backward", W, kw, stride, pad, "width")
     check_dout("conv2d_backward", dout, (F, N, out_h, out_w))
     dw_out, db_out = grad_out
-    for name, given, shape in (("dw_out", dw_out, w.shape), ("db_out", db_out, (F,))):
-        if given is not None and (given.shape != shape or not given.flags.c_contiguous):
-            raise ValueError(f"conv2d_backward: {name} must be a contiguous array of shape {shape}, "
-                             f"got shape {tuple(given.shape)}{'' if given.flags.c_contiguous else ', not contiguous'}")
+    check_out("conv2d_backward", "dw_out", dw_out, w.shape)
+    check_out("conv2d_backward", "db_out", db_out, (F,))
     db = dout.sum(axis=(1, 2, 3), out=db_out) if cache.has_bias else None
     if cache.method == "kn2row":
         dx, dw = _kn2row_backward(xp, dout, saved, cache.w_rows, w.shape, pad, cache.x_shape, dw_out)

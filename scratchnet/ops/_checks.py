@@ -61,6 +61,15 @@ def check_dout(op, dout, shape):
         raise ValueError(f"{op}: dout must have the forward output's shape {tuple(shape)}, got {tuple(dout.shape)}")
 
 
+def check_out(op, name, out, shape):
+    """Require an array given to write a result into (``out=``) to be C-contiguous and of the result's shape;
+    None (no array given) passes."""
+    if out is not None and (tuple(out.shape) != tuple(shape) or not out.flags.c_contiguous):
+        layout = "" if out.flags.c_contiguous else ", not contiguous"
+        raise ValueError(f"{op}: {name} must be a contiguous array of shape {tuple(shape)}, "
+                         f"got shape {tuple(out.shape)}{layout}")
+
+
 def check_conv_arguments(op, x, w, b, stride, pad):
     """Check a convolution's inputs: x (N, C, H, W), w (F, C, kh, kw) matching x, b (F,) or None.
 
