@@ -1,0 +1,42 @@
+"""Write MODEL_CARD.md, insert the README and docs/results.md blocks; numbers from metrics.jsonl and --eval-only."""
+import json, re, sys
+folder = "scratchnet/models/weights/densenet-bc-L40-k12-cifar10"
+eval_text = open(sys.argv[1]).read()
+run = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
+last, best = run[-1], max(run, key=lambda m: m["test_acc"])
+header = float(re.search(r"top-1 accuracy ([0-9.]+)%", eval_text).group(1))
+assert abs(header - 100 * last["test_acc"]) < 0.005, (header, last["test_acc"])   # the shipped file is the last epoch
+assert "(10000 images)" in eval_text
+rows = ["| epoch | lr | train loss | train acc | test loss | test acc | top-5 | minutes |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+fmt = lambda m: (f"| {m['epoch']} | {m['lr']:.4f} | {m['train_loss']:.3f} | {m['train_acc']:.1%} | {m['test_loss']:.3f} | "
+                 f"{m['test_acc']:.2%} | {m['test_top5']:.1%} | {m['seconds'] / 60:.1f} |")
+short = rows + [fmt(m) for m in run if m["epoch"] in (1, 2, 3) or m["epoch"] % 5 == 0 or m["epoch"] > len(run) - 3]
+rows = rows + [fmt(m) for m in run]
+per_class = ["| class | accuracy | right of 1,000 |", "| --- | ---: | ---: |"]
+for name, acc, right in re.findall(r"^\s+(\w+)\s+([0-9.]+%)\s+\((\d+)/1000\)", eval_text, re.M):
+    per_class.append(f"| {name} | {acc} | {right} |")
+assert len(per_class) == 12
+acc = {m["epoch"]: m["test_acc"] for m in run}
+values = {"FINAL_ACC": f"{last['test_acc']:.2%}", "TOP5": f"{last['test_top5']:.2%}", "TEST_LOSS": f"{last['test_loss']:.4f}",
+          "BEST": f"{best['test_acc']:.2%}", "BEST_EPOCH": str(best["epoch"]), "TRAIN_ACC": f"{last['train_acc']:.2%}",
+          "HOURS": f"{sum(m['seconds'] for m in run) / 3600:.1f}", "ACC20": f"{acc[20]:.2%}",
+          "HALF_GAIN": f"{(acc[40] - acc[30]) / (acc[40] - acc[20]):.0%}",
+          "TABLE": "\n".join(rows), "SHORT_TABLE": "\n".join(short), "PER_CLASS": "\n".join(per_class)}
+
+def fill(text):
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", value)
+    assert "@@" not in text, re.findall("@@\\w+@@", text)
+    return text
+
+open(f"{folder}/MODEL_CARD.md", "w").write(fill(open(".wip/issue13/MODEL_CARD.tmpl.md").read()))
+readme = open("README.md").read()
+anchor = "Results on real data: [docs/results.md](docs/results.md).\n"
+assert readme.count(anchor) == 1 and "### A trained DenseNet-BC" not in readme
+open("README.md", "w").write(readme.replace(anchor, anchor + fill(open(".wip/issue13/readme_block.md").read())))
+results = open("docs/results.md").read()
+anchor = "## GPU: DenseNet-BC (L=40, k=12), all 50,000 training images, 2 of 4 epochs\n"
+assert results.count(anchor) == 1 and "to convergence, 40 epochs" not in results
+open("docs/results.md", "w").write(results.replace(anchor, fill(open(".wip/issue13/results_block.md").read()) + anchor))
+print({k: v for k, v in values.items() if "TABLE" not in k and k != "PER_CLASS"})
