@@ -16,7 +16,7 @@ trained = model_from_config(config); trained.load_state_dict(checkpoint["model"]
 trained_on = "preview, epoch " + str(checkpoint["progress"].get("epoch"))
 print(trained_on)
 """, g)
-for i in (12, 18, 20, 22):
+for i in (12, 14, 18, 20, 22):
     exec(code(i), g)
 import matplotlib.pyplot as plt
 for n in plt.get_fignums():
