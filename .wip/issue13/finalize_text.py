@@ -28,13 +28,14 @@ def fill(text):
     for key, value in values.items():
         text = text.replace(f"@@{key}@@", value)
     assert "@@" not in text, re.findall("@@\\w+@@", text)
+    assert "⟨" not in text, "fill in the ⟨⟩ parts of the template first"
     return text
 
 open(f"{folder}/MODEL_CARD.md", "w").write(fill(open(".wip/issue13/MODEL_CARD.tmpl.md").read()))
 readme = open("README.md").read()
-anchor = "Results on real data: [docs/results.md](docs/results.md).\n"
+anchor = "## Install and test\n"
 assert readme.count(anchor) == 1 and "### A trained DenseNet-BC" not in readme
-open("README.md", "w").write(readme.replace(anchor, anchor + fill(open(".wip/issue13/readme_block.md").read())))
+open("README.md", "w").write(readme.replace(anchor, fill(open(".wip/issue13/readme_block.md").read()) + anchor))
 results = open("docs/results.md").read()
 anchor = "## GPU: DenseNet-BC (L=40, k=12), all 50,000 training images, 2 of 4 epochs\n"
 assert results.count(anchor) == 1 and "to convergence, 40 epochs" not in results
