@@ -14,7 +14,7 @@ assert len(run) == 40, f'the run has {len(run)} of 40 epochs'"
     python .wip/issue13/preview07.py $F/checkpoint.npz > /tmp/preview_final.txt 2>&1
     python -m scratchnet.train --eval-only pretrained --data-dir /tmp/cifar10 > /tmp/eval.txt 2> /tmp/eval.log
     cat /tmp/eval.txt
-    python .wip/issue13/run_numbers.py | head -2
+    python .wip/issue13/run_numbers.py
     echo "now: fill the ⟨⟩ parts of MODEL_CARD.tmpl.md and results_block.md, then: finish.sh text" ;;
 text)
     python .wip/issue13/finalize_text.py /tmp/eval.txt

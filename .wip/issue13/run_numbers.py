@@ -1,11 +1,8 @@
-import json, sys
+"""The run's headline figures from metrics.jsonl (the per-epoch tables are finalize_text.py's)."""
+import json
 folder = "scratchnet/models/weights/densenet-bc-L40-k12-cifar10"
 run = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
 s = sum(m["seconds"] for m in run)
 print(f"epochs {len(run)}; last test {run[-1]['test_acc']:.2%} top5 {run[-1]['test_top5']:.2%} train {run[-1]['train_acc']:.2%} "
       f"test loss {run[-1]['test_loss']:.4f}; best {max(m['test_acc'] for m in run):.2%} at {max(run, key=lambda m: m['test_acc'])['epoch']}")
 print(f"sum seconds {s:.0f} = {s/3600:.2f} h; epochs 1-13 {sum(m['seconds'] for m in run[:13])/3600:.2f} h, 14-19 {sum(m['seconds'] for m in run[13:19])/3600:.2f} h, 20- {sum(m['seconds'] for m in run[19:])/3600:.2f} h")
-print("| epoch | lr (end) | train loss | train acc | test loss | test acc | top-5 | minutes |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for m in run:
-    print(f"| {m['epoch']} | {m['lr']:.4f} | {m['train_loss']:.3f} | {m['train_acc']:.1%} | {m['test_loss']:.3f} | {m['test_acc']:.2%} | {m['test_top5']:.1%} | {m['seconds']/60:.1f} |")
