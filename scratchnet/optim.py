@@ -1,5 +1,5 @@
 """SGD with momentum, Nesterov momentum and weight decay, exactly as ``torch.optim.SGD`` updates,
-and the learning-rate schedules of the DenseNet paper (step) and of SGDR (cosine).
+and the learning-rate schedules of the DenseNet paper (step) and of SGDR (cosine, with warm restarts if asked).
 
 For each parameter p with gradient g, one step is (PyTorch's formula, term by term):
 
@@ -202,9 +202,37 @@ def step_milestones(total):
     return total // 2, total * 3 // 4
 
 
-def cosine_lr(t, base_lr, total):
-    """Cosine annealing from base_lr towards 0 over ``total`` steps or epochs (``CosineAnnealingLR``, T_max=total)."""
-    return base_lr * (1 + math.cos(math.pi * t / total)) / 2
+def cosine_lr(t, base_lr, total, restarts=0):
+    """Cosine annealing from base_lr towards 0 over ``total`` steps or epochs (``CosineAnnealingLR``, T_max=total).
+
+    With ``restarts`` > 0, SGDR's warm restarts (Loshchilov & Hutter, ICLR 2017) with T_mult = 2: the
+    rate anneals over a first cycle, jumps back to base_lr and anneals over a cycle twice as long, and
+    so on, the 1 + restarts cycles filling ``total`` (``CosineAnnealingWarmRestarts(T_0, T_mult=2)``,
+    T_0 = ``restart_cycles(total, restarts)[0]``). The weights and the momentum carry over a restart.
+    """
+    *earlier, last = restart_cycles(total, restarts)
+    for length in earlier:
+        if t < length:
+            break
+        t -= length
+    else:
+        length = last                  # t of the last cycle (or past the end: annealed on towards 0 and beyond)
+    return base_lr * (1 + math.cos(math.pi * t / length)) / 2
+
+
+def restart_cycles(total, restarts):
+    """The lengths of cosine_lr's cycles: T_0, 2 T_0, 4 T_0, ..., 1 + restarts of them, summing to ``total``.
+
+    T_0 = total // (2 ** (restarts + 1) - 1); the last cycle takes what the division leaves over.
+    E.g. 120 epochs with 1 restart: 40 and 80.
+    """
+    first = total // (2 ** (restarts + 1) - 1)
+    if first < 1:
+        raise ValueError(f"{total} steps are too few for {restarts} restarts: the cycles double, so "
+                         f"{2 ** (restarts + 1) - 1} are needed at least")
+    lengths = [first * 2 ** i for i in range(restarts + 1)]
+    lengths[-1] += total - sum(lengths)
+    return lengths
 
 
 SCHEDULES = {"step": step_lr, "cosine": cosine_lr}

@@ -36,9 +36,10 @@ from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraE
                       train)
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
-# A changed lr or epochs moves the learning-rate schedule from the checkpoint's step on (recorded in "changes").
-RESUME_MAY_CHANGE = {"epochs", "lr", "device", "data_dir", "out", "watch"}
-RECORDED_CHANGES = ("lr", "epochs")
+# A changed lr, epochs or restarts moves the learning-rate schedule from the checkpoint's step on (recorded in
+# "changes"): a finished cosine run resumed with --epochs 3x as many and --restarts 1 goes on with SGDR's restart.
+RESUME_MAY_CHANGE = {"epochs", "lr", "restarts", "device", "data_dir", "out", "watch"}
+RECORDED_CHANGES = ("lr", "epochs", "restarts")
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
 EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test", "batch_size"}
 DEFAULTS = RunConfig()
@@ -97,6 +98,9 @@ def build_parser():
     setting(optim, "--lr", "initial learning rate", type=float)
     setting(optim, "--schedule", "step: divide by 10 at 50%% and 75%% of all steps; cosine: anneal to 0",
             choices=sorted(SCHEDULES))
+    setting(optim, "--restarts", "cosine: warm restarts (SGDR, Loshchilov & Hutter 2017): the rate anneals, jumps back "
+            "to --lr and anneals again over a cycle twice as long; --epochs 120 --restarts 1: cycles of 40 and 80",
+            type=int, metavar="N")
     setting(optim, "--momentum", "Nesterov momentum", type=float)
     setting(optim, "--weight-decay", "L2 penalty added to every gradient, as torch.optim.SGD", type=float)
     run = p.add_argument_group("run")
@@ -107,7 +111,7 @@ def build_parser():
     setting(run, "--seed", "seeds the weights, the batch order, augmentation and dropout", type=int)
     setting(run, "--out", "output folder", shown="runs/<model>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10")
     run.add_argument("--resume", action="store_true", default=False,
-                     help="continue the run whose checkpoint is in --out (--epochs and --lr may change)")
+                     help="continue the run whose checkpoint is in --out (--epochs, --lr and --restarts may change)")
     run.add_argument("--eval-only", metavar="CHECKPOINT", default=None,
                      help="evaluate a checkpoint on the test set and exit; 'pretrained': the DenseNet-BC "
                      "(L=40, k=12) trained on C10+ that ships with scratchnet")
@@ -153,7 +157,7 @@ def new_config(given):
     kept = [name for name in ("checkpoint.npz", "best.npz") if (Path(config.out) / name).exists()]
     if kept:
         raise ConfigError(f"{config.out} already holds a run ({', '.join(kept)}); continue it with --resume "
-                          "(--lr and --epochs may change), or choose another --out")
+                          "(--lr, --epochs and --restarts may change), or choose another --out")
     return config
 
 

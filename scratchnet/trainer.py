@@ -32,7 +32,7 @@ from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_f
 from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar, resnet_cifar
 from .monitor import TrainingMonitor, find_non_finite, plot_layer_stats, plural, read_layer_stats
-from .optim import SCHEDULES, SGD, step_milestones
+from .optim import SCHEDULES, SGD, cosine_lr, restart_cycles, step_milestones
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
 
@@ -99,6 +99,7 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 0.1
     schedule: str = "step"          # a key of optim.SCHEDULES
+    restarts: int = 0               # cosine: SGDR's warm restarts, each cycle twice as long as the one before
     momentum: float = 0.9           # Nesterov momentum
     weight_decay: float = 1e-4
     device: str = "cpu"
@@ -134,6 +135,7 @@ class RunConfig:
             whole(name, 1)
         whole("seed", 0)
         whole("watch", 0)
+        whole("restarts", 0)
         number("theta", 0, 1, low_included=False, high_included=True)
         number("dropout", 0, 1)            # 1 would drop every feature: the network outputs a constant
         number("lr", 0, math.inf, low_included=False)
@@ -149,6 +151,15 @@ class RunConfig:
                               ("device", ("cpu", "gpu")), ("pad_fill", ("mean", "black"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+        if self.restarts and self.schedule != "cosine":
+            raise ConfigError(f"--restarts {self.restarts} restarts a cosine schedule: add --schedule cosine")
+        cycles = 2 ** (self.restarts + 1) - 1        # the length of the whole run in first cycles
+        if self.restarts and self.epochs % cycles:
+            fits = [self.epochs // cycles * cycles, (self.epochs // cycles + 1) * cycles]
+            raise ConfigError(f"--restarts {self.restarts} makes {self.restarts + 1} cycles, each twice as long as "
+                              f"the one before, so --epochs must be a multiple of {cycles} for the restarts to fall "
+                              f"between epochs; got {self.epochs} (try {' or '.join(str(e) for e in fits if e)})")
 
     @property
     def name(self):
@@ -171,6 +182,8 @@ class RunConfig:
 
     def lr_at(self, step, steps_per_epoch):
         """The learning rate of step ``step`` (from 0) of the run, under its schedule, lr and epochs."""
+        if self.schedule == "cosine":
+            return cosine_lr(step, self.lr, self.epochs * steps_per_epoch, self.restarts)
         return SCHEDULES[self.schedule](step, self.lr, self.epochs * steps_per_epoch)
 
     def to_dict(self):
@@ -421,6 +434,12 @@ def schedule_summary(config, steps_per_epoch):
     """One line saying how the learning rate moves over the run's steps (counted from 1, as in every message)."""
     total = config.epochs * steps_per_epoch
     length = f"{plural(config.epochs, 'epoch')} of {plural(steps_per_epoch, 'step')}"
+    if config.schedule == "cosine" and config.restarts:
+        cycles = [epochs // steps_per_epoch for epochs in restart_cycles(total, config.restarts)]
+        starts = [f"epoch {sum(cycles[:i]) + 1}" for i in range(1, len(cycles))]
+        return (f"learning rate {config.lr:g}, cosine-annealed to 0 in cycles of {', '.join(map(str, cycles[:-1]))} "
+                f"and {cycles[-1]} epochs, back at {config.lr:g} from {' and '.join(starts)} (SGDR's warm restarts; {total:,} steps, "
+                f"{length})")
     if config.schedule == "cosine":
         return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({length})"
     milestones = step_milestones(total)

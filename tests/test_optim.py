@@ -4,7 +4,7 @@ import pytest
 
 from scratchnet.backend import to_device, to_numpy
 from scratchnet.nn import Parameter
-from scratchnet.optim import SGD, cosine_lr, step_lr
+from scratchnet.optim import SGD, cosine_lr, restart_cycles, step_lr
 
 SETTINGS = {
     "plain": dict(lr=0.1),
@@ -115,6 +115,34 @@ def test_cosine_schedule_matches_cosine_annealing_lr(torch):
         assert np.isclose(cosine_lr(epoch, 0.1, 20), optimizer.param_groups[0]["lr"], rtol=1e-9, atol=1e-15)
         optimizer.step()
         scheduler.step()
+
+
+@pytest.mark.parametrize("total, restarts", [(120, 1), (70, 2), (45, 3), (6, 0)])
+def test_warm_restarts_match_cosine_annealing_warm_restarts(total, restarts, torch):
+    """SGDR with T_mult = 2 against torch's scheduler, stepped once per step; the first cycle is plain cosine_lr's."""
+    first = restart_cycles(total, restarts)[0]
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=first, T_mult=2)
+    assert first * (2 ** (restarts + 1) - 1) == total        # whole cycles, as torch's doubling makes them
+    for t in range(total):
+        assert np.isclose(cosine_lr(t, 0.1, total, restarts), optimizer.param_groups[0]["lr"], rtol=1e-9, atol=1e-15)
+        if t < first:
+            assert cosine_lr(t, 0.1, total, restarts) == cosine_lr(t, 0.1, first)
+        optimizer.step()
+        scheduler.step()
+    starts = np.cumsum([0] + restart_cycles(total, restarts)[:-1])
+    assert [cosine_lr(int(t), 0.1, total, restarts) for t in starts] == [0.1] * (restarts + 1)
+
+
+def test_restart_cycles_double_and_fill_the_run():
+    assert restart_cycles(120, 1) == [40, 80]
+    assert restart_cycles(93_840, 1) == [31_280, 62_560]           # 120 epochs of 782 steps
+    assert restart_cycles(75, 2) == [10, 20, 45]                   # the last cycle takes the remainder
+    assert restart_cycles(9, 0) == [9]
+    assert cosine_lr(120, 0.1, 120, 1) == 0.0                      # the end of the run: annealed, not restarted
+    with pytest.raises(ValueError, match="too few for 2 restarts"):
+        restart_cycles(6, 2)
 
 
 def reference_step(params, grads, buffers, lr, momentum, nesterov, weight_decay):

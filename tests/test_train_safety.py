@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cifar_fixtures import make_cifar_folder, write_pickle
-from run_helpers import read_metrics, tiny_run
+from run_helpers import read_metrics, tiny_run, without_timing
 from scratchnet import checkpoint as checkpoint_module
 from scratchnet import train as train_module
 from scratchnet import trainer
@@ -46,6 +46,11 @@ def main_in(argv, capsys):
     (["--momentum", "1"], "--momentum must lie in [0, 1), got 1.0"),
     (["--weight-decay", "-0.0001"], "--weight-decay must lie in [0, inf), got -0.0001"),
     (["--watch", "-1"], "--watch must be a whole number >= 0, got -1"),
+    (["--restarts", "-1", "--schedule", "cosine"], "--restarts must be a whole number >= 0, got -1"),
+    (["--restarts", "1"], "--restarts 1 restarts a cosine schedule: add --schedule cosine"),
+    (["--restarts", "1", "--schedule", "cosine", "--epochs", "4"],
+     "--restarts 1 makes 2 cycles, each twice as long as the one before, so --epochs must be a multiple of 3 for the "
+     "restarts to fall between epochs; got 4 (try 3 or 6)"),
 ])
 def test_impossible_numbers_are_refused_before_anything_is_written(cifar_dir, tmp_path, argv, message, capsys):
     out = tmp_path / "run"
@@ -168,6 +173,28 @@ def test_a_diverged_run_continues_from_its_last_good_checkpoint_with_a_lower_lr(
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert metrics[0]["lr"] == pytest.approx(0.1) and metrics[1]["lr_first"] == pytest.approx(0.001)
     assert load_checkpoint(out / "checkpoint.npz")["config"]["changes"] == config["changes"]
+
+
+def test_a_finished_cosine_run_goes_on_with_a_warm_restart(cifar_dir, tmp_path, capsys):
+    """--resume --epochs 3 --restarts 1 after a 1-epoch cosine run is the SGDR run of 3 epochs, bit for bit:
+    the first cycle is the plain cosine schedule, then the rate is back at --lr for a cycle of 2 epochs."""
+    planned, extended = tmp_path / "planned", tmp_path / "extended"
+    assert train_module.main(tiny_run(cifar_dir, planned, "--epochs", "3", "--schedule", "cosine",
+                                      "--restarts", "1")) == 0
+    assert train_module.main(tiny_run(cifar_dir, extended, "--epochs", "1", "--schedule", "cosine")) == 0
+    capsys.readouterr()
+    assert train_module.main(["--resume", "--out", str(extended), "--epochs", "3", "--restarts", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "cycles of 1 and 2 epochs, back at 0.1 from epoch 2" in printed
+    assert "At step 8, where it continues, the rate is now 0.1 (it was 0)" in printed
+    assert without_timing(read_metrics(extended)) == without_timing(read_metrics(planned))
+    assert read_metrics(extended)[1]["lr_first"] == 0.1
+    ours, theirs = (load_checkpoint(out / "checkpoint.npz") for out in (extended, planned))
+    for name, value in theirs["model"].items():
+        assert np.array_equal(ours["model"][name], value), name
+    changes = json.loads((extended / "config.json").read_text())["changes"]
+    assert [(c["setting"], c["was"], c["now"], c["from_epoch"]) for c in changes] == [("epochs", 1, 3, 2),
+                                                                                      ("restarts", 0, 1, 2)]
 
 
 def test_the_advice_after_a_diverged_resume_can_be_followed(cifar_dir, tmp_path, monkeypatch, capsys):
