@@ -9,7 +9,7 @@ case "$1" in
 export)
     python -c "
 import json; run = [json.loads(l) for l in open('$F/metrics.jsonl')]
-assert len(run) == 40, f'the run has {len(run)} of 40 epochs'"
+assert len(run) == 120, f'the run has {len(run)} of 120 epochs'"
     python tools/export_pretrained.py $F/checkpoint.npz
     python .wip/issue13/preview07.py $F/checkpoint.npz > /tmp/preview_final.txt 2>&1
     python -m scratchnet.train --eval-only pretrained --data-dir /tmp/cifar10 > /tmp/eval.txt 2> /tmp/eval.log
