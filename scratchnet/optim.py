@@ -223,16 +223,21 @@ def cosine_lr(t, base_lr, total, restarts=0):
 def restart_cycles(total, restarts):
     """The lengths of cosine_lr's cycles: T_0, 2 T_0, 4 T_0, ..., 1 + restarts of them, summing to ``total``.
 
-    T_0 = total // (2 ** (restarts + 1) - 1); the last cycle takes what the division leaves over.
+    T_0 = total // first_cycles_in(restarts); the last cycle takes what the division leaves over.
     E.g. 120 epochs with 1 restart: 40 and 80.
     """
-    first = total // (2 ** (restarts + 1) - 1)
+    first = total // first_cycles_in(restarts)
     if first < 1:
         raise ValueError(f"{total} steps are too few for {restarts} restarts: the cycles double, so "
-                         f"{2 ** (restarts + 1) - 1} are needed at least")
+                         f"{first_cycles_in(restarts)} are needed at least")
     lengths = [first * 2 ** i for i in range(restarts + 1)]
     lengths[-1] += total - sum(lengths)
     return lengths
+
+
+def first_cycles_in(restarts):
+    """How many first cycles' lengths the whole run of cosine_lr lasts: 1 + 2 + 4 + ... = 2 ** (restarts + 1) - 1."""
+    return 2 ** (restarts + 1) - 1
 
 
 SCHEDULES = {"step": step_lr, "cosine": cosine_lr}

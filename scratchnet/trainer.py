@@ -32,7 +32,7 @@ from .checkpoint import (CheckpointError, atomic_write, atomic_write_text, non_f
 from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic_cifar
 from .models import densenet_cifar, resnet_cifar
 from .monitor import TrainingMonitor, find_non_finite, plot_layer_stats, plural, read_layer_stats
-from .optim import SCHEDULES, SGD, cosine_lr, restart_cycles, step_milestones
+from .optim import SCHEDULES, SGD, cosine_lr, first_cycles_in, restart_cycles, step_milestones
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
 
@@ -154,7 +154,7 @@ class RunConfig:
 
         if self.restarts and self.schedule != "cosine":
             raise ConfigError(f"--restarts {self.restarts} restarts a cosine schedule: add --schedule cosine")
-        cycles = 2 ** (self.restarts + 1) - 1        # the length of the whole run in first cycles
+        cycles = first_cycles_in(self.restarts)      # the length of the whole run in first cycles
         if self.restarts and self.epochs % cycles:
             fits = [self.epochs // cycles * cycles, (self.epochs // cycles + 1) * cycles]
             raise ConfigError(f"--restarts {self.restarts} makes {self.restarts + 1} cycles, each twice as long as "
@@ -435,11 +435,11 @@ def schedule_summary(config, steps_per_epoch):
     total = config.epochs * steps_per_epoch
     length = f"{plural(config.epochs, 'epoch')} of {plural(steps_per_epoch, 'step')}"
     if config.schedule == "cosine" and config.restarts:
-        cycles = [epochs // steps_per_epoch for epochs in restart_cycles(total, config.restarts)]
+        cycles = restart_cycles(config.epochs, config.restarts)      # in epochs: check() makes them whole
         starts = [f"epoch {sum(cycles[:i]) + 1}" for i in range(1, len(cycles))]
         return (f"learning rate {config.lr:g}, cosine-annealed to 0 in cycles of {', '.join(map(str, cycles[:-1]))} "
-                f"and {cycles[-1]} epochs, back at {config.lr:g} from {' and '.join(starts)} (SGDR's warm restarts; {total:,} steps, "
-                f"{length})")
+                f"and {cycles[-1]} epochs, back at {config.lr:g} from {' and '.join(starts)} (SGDR's warm restarts; "
+                f"{total:,} steps, {length})")
     if config.schedule == "cosine":
         return f"learning rate {config.lr:g}, cosine-annealed to 0 over {total:,} steps ({length})"
     milestones = step_milestones(total)
