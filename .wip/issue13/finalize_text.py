@@ -1,5 +1,5 @@
 """Write MODEL_CARD.md, insert the README and docs/results.md blocks; numbers from metrics.jsonl and --eval-only."""
-import json, re, sys
+import json, os, re, sys
 folder = "scratchnet/models/weights/densenet-bc-L40-k12-cifar10"
 eval_text = open(sys.argv[1]).read()
 run = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
@@ -22,7 +22,8 @@ values = {"FINAL_ACC": f"{last['test_acc']:.2%}", "TOP5": f"{last['test_top5']:.
           "BEST": f"{best['test_acc']:.2%}", "BEST_EPOCH": str(best["epoch"]), "TRAIN_ACC": f"{last['train_acc']:.2%}",
           "HOURS": f"{sum(m['seconds'] for m in run) / 3600:.1f}", "ACC40": f"{acc[40]:.2%}",
           "ACC41": f"{acc[41]:.2%}", "ACC80": f"{acc[80]:.2%}",
-          "PASSED40": str(min(e for e in acc if e > 40 and acc[e] > acc[40])),
+          "PASSED40": str(min((e for e in acc if e > 40 and acc[e] > acc[40]), default="(never)")),
+          "SIZE": f"{os.path.getsize(f'{folder}/weights.npz') / 1e6:.2f}",
           "HOURS40": f"{sum(m['seconds'] for m in run[:40]) / 3600:.1f}",
           "TABLE": "\n".join(rows), "SHORT_TABLE": "\n".join(short), "PER_CLASS": "\n".join(per_class)}
 

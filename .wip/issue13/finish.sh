@@ -2,6 +2,7 @@
 # Finishing issue 13's run, from the repository root, in the venv, with the data in /tmp/cifar10.
 #   bash .wip/issue13/finish.sh export     export, evaluate, write the card/README/results blocks, drop the checkpoint
 #   (then put the final numbers into the ⟨⟩ parts: lecture 7 cells 23-24, lecture 5's SHIPPED_RUN_TEXT cell)
+#   (and README's lecture entries 5 and 7 from readme_lectures.md; lecture 5's Summary has a ⟨FINAL⟩)
 #   bash .wip/issue13/finish.sh notebooks  run lectures 5 and 7 in full form, one after the other
 set -euo pipefail
 F=scratchnet/models/weights/densenet-bc-L40-k12-cifar10
@@ -19,8 +20,13 @@ assert len(run) == 120, f'the run has {len(run)} of 120 epochs'"
 text)
     python .wip/issue13/finalize_text.py /tmp/eval.txt
     git rm -qf $F/checkpoint.npz $F/TRAINING.md
-    rm -f $F/best.npz ;;
+    rm -f $F/best.npz
+    git add $F/weights.npz $F/MODEL_CARD.md $F/metrics.jsonl $F/curves.png $F/config.json ;;
 notebooks)
+    if grep -l "⟨" notebooks/05_densenet_bc_on_cifar10.ipynb notebooks/07_what_the_network_learned.ipynb \
+            README.md docs/results.md $F/MODEL_CARD.md; then
+        echo "unfilled ⟨⟩ parts left in the files above"; exit 1
+    fi
     cd notebooks
     for nb in 05_densenet_bc_on_cifar10.ipynb 07_what_the_network_learned.ipynb; do
         SCRATCHNET_DATA_DIR=/tmp/cifar10 python ../.wip/issue13/run_nb.py $nb $nb 2>&1 | tail -1

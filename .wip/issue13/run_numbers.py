@@ -5,4 +5,4 @@ run = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
 s = sum(m["seconds"] for m in run)
 print(f"epochs {len(run)}; last test {run[-1]['test_acc']:.2%} top5 {run[-1]['test_top5']:.2%} train {run[-1]['train_acc']:.2%} "
       f"test loss {run[-1]['test_loss']:.4f}; best {max(m['test_acc'] for m in run):.2%} at {max(run, key=lambda m: m['test_acc'])['epoch']}")
-print(f"sum seconds {s:.0f} = {s/3600:.2f} h; epochs 1-13 {sum(m['seconds'] for m in run[:13])/3600:.2f} h, 14-19 {sum(m['seconds'] for m in run[13:19])/3600:.2f} h, 20- {sum(m['seconds'] for m in run[19:])/3600:.2f} h")
+print(f"sum seconds {s:.0f} = {s/3600:.2f} h; whole epochs 1-13 (Xeon; epoch 14 split at step 593) {sum(m['seconds'] for m in run[:13])/3600:.2f} h, 14-19 (AVX2; 20 split at step 475) {sum(m['seconds'] for m in run[13:19])/3600:.2f} h, 20- {sum(m['seconds'] for m in run[19:])/3600:.2f} h")
