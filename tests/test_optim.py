@@ -135,6 +135,16 @@ def test_warm_restarts_match_cosine_annealing_warm_restarts(total, restarts, tor
     assert [cosine_lr(int(t), 0.1, total, restarts) for t in starts] == [0.1] * (restarts + 1)
 
 
+def test_one_more_restart_leaves_the_schedule_so_far_unchanged():
+    """A finished SGDR run extended by a cycle twice as long keeps its past: the shipped network's run (782 steps an
+    epoch) went 40 -> 120 epochs (--restarts 1) -> 280 (--restarts 2), each a --resume from the last one's end."""
+    steps = 782
+    for (before, r_before), (after, r_after) in [((40, 0), (120, 1)), ((120, 1), (280, 2))]:
+        past = [cosine_lr(t, 0.1, before * steps, r_before) for t in range(before * steps)]
+        assert past == [cosine_lr(t, 0.1, after * steps, r_after) for t in range(before * steps)]
+        assert cosine_lr(before * steps, 0.1, after * steps, r_after) == 0.1       # then the restart
+
+
 def test_restart_cycles_double_and_fill_the_run():
     assert restart_cycles(120, 1) == [40, 80]
     assert restart_cycles(93_840, 1) == [31_280, 62_560]           # 120 epochs of 782 steps

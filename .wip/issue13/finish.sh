@@ -10,7 +10,8 @@ case "$1" in
 export)
     python -c "
 import json; run = [json.loads(l) for l in open('$F/metrics.jsonl')]
-assert len(run) == 120, f'the run has {len(run)} of 120 epochs'"
+epochs = json.load(open('$F/config.json'))['epochs']
+assert len(run) == epochs, f'the run has {len(run)} of {epochs} epochs'"
     python tools/export_pretrained.py $F/checkpoint.npz
     python .wip/issue13/preview07.py $F/checkpoint.npz > /tmp/preview_final.txt 2>&1
     python -m scratchnet.train --eval-only pretrained --data-dir /tmp/cifar10 > /tmp/eval.txt 2> /tmp/eval.log
