@@ -1,8 +1,12 @@
 """Write MODEL_CARD.md, insert the README and docs/results.md blocks; numbers from metrics.jsonl and --eval-only."""
 import json, os, re, sys
+from scratchnet.optim import restart_cycles
 folder = "scratchnet/models/weights/densenet-bc-L40-k12-cifar10"
 eval_text = open(sys.argv[1]).read()
 run = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
+config = json.load(open(f"{folder}/config.json"))
+cycles = restart_cycles(config["epochs"], config["restarts"])
+restarts = [1 + sum(cycles[:i]) for i in range(1, len(cycles))]                  # epochs 41 and 121
 last, best = run[-1], max(run, key=lambda m: m["test_acc"])
 header = float(re.search(r"top-1 accuracy ([0-9.]+)%", eval_text).group(1))
 assert abs(header - 100 * last["test_acc"]) < 0.005, (header, last["test_acc"])   # the shipped file is the last epoch
@@ -11,7 +15,7 @@ rows = ["| epoch | lr | train loss | train acc | test loss | test acc | top-5 | 
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 fmt = lambda m: (f"| {m['epoch']} | {m['lr']:.4f} | {m['train_loss']:.3f} | {m['train_acc']:.1%} | {m['test_loss']:.3f} | "
                  f"{m['test_acc']:.2%} | {m['test_top5']:.1%} | {m['seconds'] / 60:.1f} |")
-short = rows + [fmt(m) for m in run if m["epoch"] in (1, 2, 3, 41, 42, 43, 121, 122, 123) or m["epoch"] % 10 == 0 or m["epoch"] > len(run) - 3]
+short = rows + [fmt(m) for m in run if m["epoch"] in {1, 2, 3} | {r + i for r in restarts for i in range(3)} or m["epoch"] % 10 == 0 or m["epoch"] > len(run) - 3]
 rows = rows + [fmt(m) for m in run]
 per_class = ["| class | accuracy | right of 1,000 |", "| --- | ---: | ---: |"]
 for name, acc, right in re.findall(r"^\s+(\w+)\s+([0-9.]+%)\s+\((\d+)/1000\)", eval_text, re.M):
@@ -25,9 +29,9 @@ values = {"FINAL_ACC": f"{last['test_acc']:.2%}", "TOP5": f"{last['test_top5']:.
           "ACC121": f"{acc[121]:.2%}", "ACC200": f"{acc[200]:.2%}",
           "PASSED40": str(min((e for e in acc if e > 40 and acc[e] > acc[40]), default="(never)")),
           "PASSED120": str(min((e for e in acc if e > 120 and acc[e] > acc[120]), default="(never)")),
-          "HOURS120": f"{sum(m['seconds'] for m in run[:120]) / 3600:.1f}",
           "SIZE": f"{os.path.getsize(f'{folder}/weights.npz') / 1e6:.2f}",
           "HOURS40": f"{sum(m['seconds'] for m in run[:40]) / 3600:.1f}",
+          "HOURS120": f"{sum(m['seconds'] for m in run[:120]) / 3600:.1f}",
           "TABLE": "\n".join(rows), "SHORT_TABLE": "\n".join(short), "PER_CLASS": "\n".join(per_class)}
 
 def fill(text):
