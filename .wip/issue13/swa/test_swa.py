@@ -3,14 +3,14 @@ batch-norm statistics made again for it, on both tiers of DenseNet-BC."""
 import numpy as np
 import pytest
 
+from scratchnet.gradcheck import norm_rel_error
 from scratchnet.models import densenet_cifar
 from scratchnet.swa import WeightAverage, batch_norm_layers, update_bn
 
 
 def compare(ours, theirs, what, tolerance=1e-12):
-    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
-    error = np.max(np.abs(np.asarray(ours, np.float64) - theirs)) / max(1.0, np.max(np.abs(theirs)))
-    assert error < tolerance, f"{what}: error {error:.2e}"
+    error = norm_rel_error(ours, theirs.detach().numpy() if hasattr(theirs, "detach") else theirs)
+    assert error < tolerance, f"{what}: relative error {error:.2e}"
 
 
 def twins(torch, memory_efficient, seed=3):
