@@ -1,0 +1,80 @@
+"""Average the weights of the run's epoch-end snapshots, remake the batch-norm statistics, and evaluate.
+
+    python .wip/issue13/swa/average_snapshots.py 260 280 --data-dir /tmp/cifar10 [--save /tmp/averaged.npz]
+
+Snapshots are /work/runs/snapshots/epochNNN.npz (snapshot_epochs.py). Prints the last snapshot's own test
+accuracy and the averaged model's, whose batch-norm statistics come from one pass over the training images
+with the run's augmentation (update_bn, as torch.optim.swa_utils). --save writes the averaged model into a copy
+of the last snapshot (a checkpoint tools/export_pretrained.py takes).
+"""
+import argparse
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from scratchnet.checkpoint import atomic_write, load_checkpoint
+from scratchnet.train import saved_config
+from scratchnet.trainer import build_model, evaluate, load_data, load_weights, prepare_batch
+
+spec = importlib.util.spec_from_file_location("scratchnet.swa", Path(__file__).with_name("swa.py"))
+swa = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(swa)
+
+SNAPSHOTS = Path("/work/runs/snapshots")
+
+
+def training_batches(data, config, seed=0):
+    """The training images once, in a shuffled order, augmented as in training: model inputs (64, 3, 32, 32)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.train_labels))
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size]
+        x, _ = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
+                             rng if config.augment else None, config.pad_fill)
+        yield x
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", type=int)
+    parser.add_argument("last", type=int)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--limit-train", type=int, default=None, help="update_bn over the first N images only")
+    parser.add_argument("--limit-test", type=int, default=None)
+    parser.add_argument("--save", default=None)
+    args = parser.parse_args(argv)
+    paths = [SNAPSHOTS / f"epoch{e:03d}.npz" for e in range(args.first, args.last + 1)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        sys.exit(f"missing snapshots: {', '.join(missing)}")
+    last = load_checkpoint(paths[-1])
+    config = replace(saved_config(last, paths[-1]), data_dir=args.data_dir, limit_train=args.limit_train,
+                     limit_test=args.limit_test)
+    data = load_data(config)
+    model = build_model(config)
+    load_weights(model, last, paths[-1])
+    alone = evaluate(model, data, config)
+    print(f"epoch {args.last} alone: test accuracy {alone.accuracy:.2%}, loss {alone.loss:.4f}", flush=True)
+    average = swa.WeightAverage(model)
+    for path in paths:
+        load_weights(model, load_checkpoint(path), path)
+        average.update(model)
+    average.copy_to(model)
+    batches = swa.update_bn(model, training_batches(data, config))
+    averaged = evaluate(model, data, config)
+    print(f"mean of epochs {args.first}-{args.last} ({average.n} snapshots, batch-norm statistics from {batches} "
+          f"training batches): test accuracy {averaged.accuracy:.2%}, loss {averaged.loss:.4f}", flush=True)
+    if args.save:
+        state = {f"model/{name}": np.asarray(value) for name, value in model.state_dict().items()}
+        with np.load(paths[-1]) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        arrays.update(state)
+        atomic_write(args.save, lambda f: np.savez(f, **arrays))
+        print(f"wrote {args.save}")
+
+
+if __name__ == "__main__":
+    main()
