@@ -8,9 +8,11 @@ Each run is NAME=PATH (a metrics.jsonl of ``python -m scratchnet.train`` or ``to
 every --every epochs and at the last one, and plots test accuracy and training loss per epoch.
 """
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
+
+from scratchnet.trainer import read_metrics
 
 
 def read_run(spec, epochs):
@@ -19,19 +21,19 @@ def read_run(spec, epochs):
         sys.exit(f"a run is NAME=PATH (a metrics.jsonl), got {spec!r}")
     if not Path(path).is_file():
         sys.exit(f"{name}: no file {path}")
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return name, [row for row in rows if epochs is None or row["epoch"] <= epochs]
+    return name, read_metrics(Path(path), math.inf if epochs is None else epochs + 1)
 
 
 def table(runs, every):
     last = max(row["epoch"] for _, rows in runs for row in rows)
     shown = sorted({e for e in range(every, last + 1, every)} | {last})
     names = [name for name, _ in runs]
+    by_epoch = [{row["epoch"]: row for row in rows} for _, rows in runs]
     lines = ["| epoch | " + " | ".join(f"{n} test acc" for n in names) + " | "
              + " | ".join(f"{n} train loss" for n in names) + " |",
              "| --- |" + " --- |" * (2 * len(runs))]
     for epoch in shown:
-        found = [{row["epoch"]: row for row in rows}.get(epoch) for _, rows in runs]
+        found = [rows.get(epoch) for rows in by_epoch]
         accs = [f"{100 * r['test_acc']:.2f} %" if r else "" for r in found]
         losses = [f"{r['train_loss']:.4f}" if r else "" for r in found]
         lines.append(f"| {epoch} | " + " | ".join(accs + losses) + " |")

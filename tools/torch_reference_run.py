@@ -97,12 +97,10 @@ def main(argv=None):
 
     (train_x, train_y), (test_x, test_y) = read_cifar10(args.data_dir)
     pixels = train_x.transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64) / 255
-    mean, std = pixels.mean(axis=1), pixels.std(axis=1)
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (pixels.mean(1), pixels.std(1)))
 
     def normalise(images):
-        x = torch.from_numpy(images.astype(np.float32) / 255)
-        return (x - torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)) / \
-            torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        return (torch.from_numpy(images.astype(np.float32) / 255) - mean) / std
 
     batch_size, steps_per_epoch = 64, math.ceil(len(train_y) / 64)
     torch.manual_seed(args.seed)
