@@ -3,7 +3,8 @@
 A checkpoint is one ``.npz`` that loads with ``allow_pickle=False``: the model's
 state dict (``model/<name>``), the optimiser's (``optimizer/<name>``), the
 position in training, the random generators' states and the run's config
-(as JSON strings), so that a resumed run continues exactly where it stopped.
+(as JSON strings), so that a resumed run continues exactly where it stopped;
+with stochastic weight averaging, also the average so far (``swa/<name>``).
 """
 import json
 import os
@@ -54,13 +55,16 @@ def restore_generator(rng, state):
     rng.bit_generator.state = json.loads(str(state))
 
 
-def save_checkpoint(path, model, optimizer, progress, generators, config):
-    """Write model, optimiser, progress (a dict of numbers and arrays), generators (name -> Generator), config."""
+def save_checkpoint(path, model, optimizer, progress, generators, config, average=None):
+    """Write model, optimiser, progress (a dict of numbers and arrays), generators (name -> Generator), config,
+    and the state dict of a ``swa.WeightAverage`` if one is given."""
     arrays = {"format_version": np.array(FORMAT_VERSION), "config": np.array(json.dumps(config))}
     arrays.update({f"model/{name}": to_numpy(value) for name, value in model.state_dict().items()})
     arrays.update({f"optimizer/{name}": to_numpy(value) for name, value in optimizer.state_dict().items()})
     arrays.update({f"progress/{name}": np.asarray(value) for name, value in progress.items()})
     arrays.update({f"rng/{name}": np.array(generator_state(rng)) for name, rng in generators.items()})
+    if average is not None:
+        arrays.update({f"swa/{name}": to_numpy(value) for name, value in average.state_dict().items()})
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -69,7 +73,8 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng"} dicts, and its "format_version".
+    """Read a checkpoint into {"config", "model", "optimizer", "progress", "rng", "swa"} dicts (``swa`` empty
+    unless the run averages weights), and its "format_version".
 
     A missing file, or anything that is not a complete checkpoint of a readable format (an empty, truncated or
     text file, a plain .npy, an archive without its config) raises a CheckpointError saying so.
@@ -99,7 +104,7 @@ def load_checkpoint(path):
     if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path} is a scratchnet checkpoint of format {version}; this version reads format "
                               f"{' or '.join(map(str, READABLE_VERSIONS))}")
-    sections = {"model": {}, "optimizer": {}, "progress": {}, "rng": {}}
+    sections = {"model": {}, "optimizer": {}, "progress": {}, "rng": {}, "swa": {}}
     for key, value in entries.items():
         section, _, name = key.partition("/")
         if section in sections:

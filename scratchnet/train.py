@@ -38,8 +38,10 @@ from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraE
 # Settings that may differ when a run is resumed; every other one must match the saved config.
 # A changed lr, epochs or restarts moves the learning-rate schedule from the checkpoint's step on (recorded in
 # "changes"): a finished cosine run resumed with --epochs 3x as many and --restarts 1 goes on with SGDR's restart.
-RESUME_MAY_CHANGE = {"epochs", "lr", "restarts", "device", "data_dir", "out", "watch"}
-RECORDED_CHANGES = ("lr", "epochs", "restarts")
+# With stochastic weight averaging, a finished run resumed with more --epochs (and --swa-start, where it has none)
+# averages the epochs it adds; --swa-start may change only before averaging begins (trainer.load_average).
+RESUME_MAY_CHANGE = {"epochs", "lr", "restarts", "swa_start", "swa_lr", "device", "data_dir", "out", "watch"}
+RECORDED_CHANGES = ("lr", "epochs", "restarts", "swa_start", "swa_lr")
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
 EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test", "batch_size"}
 DEFAULTS = RunConfig()
@@ -101,6 +103,11 @@ def build_parser():
     setting(optim, "--restarts", "cosine: warm restarts (SGDR, Loshchilov & Hutter 2017): the rate anneals, jumps back "
             "to --lr and anneals again over a cycle twice as long; --epochs 120 --restarts 1: cycles of 40 and 80",
             type=int, metavar="N")
+    setting(optim, "--swa-start", "stochastic weight averaging (Izmailov et al. 2018): the schedule runs its course "
+            "over the first E epochs; every later epoch runs at --swa-lr and its end's weights join an average, which "
+            "is tested at the end and saved as swa.npz (its batch-norm statistics made again over the training "
+            "images); --epochs 340 --swa-start 280 averages 60", type=int, metavar="E", shown="off")
+    setting(optim, "--swa-lr", "the constant rate of the averaged epochs", type=float, shown="half of --lr")
     setting(optim, "--momentum", "Nesterov momentum", type=float)
     setting(optim, "--weight-decay", "L2 penalty added to every gradient, as torch.optim.SGD", type=float)
     run = p.add_argument_group("run")
@@ -111,7 +118,8 @@ def build_parser():
     setting(run, "--seed", "seeds the weights, the batch order, augmentation and dropout", type=int)
     setting(run, "--out", "output folder", shown="runs/<model>-<dataset>, e.g. runs/densenet-bc-L40-k12-cifar10")
     run.add_argument("--resume", action="store_true", default=False,
-                     help="continue the run whose checkpoint is in --out (--epochs, --lr and --restarts may change)")
+                     help="continue the run whose checkpoint is in --out (--epochs, --lr, --restarts, --swa-start "
+                     "and --swa-lr may change)")
     run.add_argument("--eval-only", metavar="CHECKPOINT", default=None,
                      help="evaluate a checkpoint on the test set and exit; 'pretrained': the DenseNet-BC "
                      "(L=40, k=12) trained on C10+ that ships with scratchnet")
@@ -209,7 +217,8 @@ def resume_config(given):
                           "continue it, or start a new run with another --out")
     changes = {key: value for key, value in given.items() if key in RESUME_MAY_CHANGE}
     config = replace(saved, **{**changes, "out": str(out)})      # the folder the checkpoint was found in
-    if progress.epoch >= config.epochs:
+    swa_unfinished = config.swa_start is not None and not (out / "swa.json").exists()
+    if progress.epoch >= config.epochs and not (progress.epoch == config.epochs and swa_unfinished):
         raise ConfigError(f"the run in {out} has done {progress.epoch} of its {saved.epochs} epochs; to train on, "
                           f"resume with --epochs greater than {progress.epoch}")
     config.changes = saved.changes + [

@@ -4,7 +4,8 @@
 - ``Progress``: where the run is (epoch, step, this epoch's order and running sums), which a
   checkpoint saves, so that a resumed run continues exactly;
 - ``train(config, checkpoint)``: epochs of ``train_steps``, each followed by ``evaluate``, a
-  metrics line, the curves and a checkpoint (and ``best.npz`` when the test accuracy is the best yet).
+  metrics line, the curves and a checkpoint (and ``best.npz`` when the test accuracy is the best yet);
+  with ``--swa-start``, stochastic weight averaging over the last epochs (``finish_swa``: ``swa.npz``).
 
 Nothing broken is kept: a NaN or infinite training or test loss, or weights, batch-norm buffers
 or momentum that stopped being finite, stop the run (``Diverged``) before anything is saved, so
@@ -33,6 +34,7 @@ from .data import black_fill, load_cifar, normalize, random_crop_flip, synthetic
 from .models import densenet_cifar, resnet_cifar
 from .monitor import TrainingMonitor, find_non_finite, plot_layer_stats, plural, read_layer_stats
 from .optim import SCHEDULES, SGD, cosine_lr, first_cycles_in, restart_cycles, step_milestones
+from .swa import WeightAverage, update_bn
 
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
 
@@ -100,6 +102,8 @@ class RunConfig:
     lr: float = 0.1
     schedule: str = "step"          # a key of optim.SCHEDULES
     restarts: int = 0               # cosine: SGDR's warm restarts, each cycle twice as long as the one before
+    swa_start: int | None = None    # SWA: the schedule ends after this epoch; then a constant rate, weights averaged
+    swa_lr: float | None = None     # SWA's constant rate; None: half of lr (the SWA paper's 0.05 after 0.1)
     momentum: float = 0.9           # Nesterov momentum
     weight_decay: float = 1e-4
     device: str = "cpu"
@@ -136,6 +140,8 @@ class RunConfig:
         whole("seed", 0)
         whole("watch", 0)
         whole("restarts", 0)
+        whole("swa_start", 1)
+        number("swa_lr", 0, math.inf, low_included=False)
         number("theta", 0, 1, low_included=False, high_included=True)
         number("dropout", 0, 1)            # 1 would drop every feature: the network outputs a constant
         number("lr", 0, math.inf, low_included=False)
@@ -152,14 +158,22 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
+        if self.swa_lr is not None and self.swa_start is None:
+            raise ConfigError(f"--swa-lr {self.swa_lr} is the rate of stochastic weight averaging: give --swa-start "
+                              "too (the epoch after which it begins)")
+        if self.swa_start is not None and self.swa_start >= self.epochs:
+            raise ConfigError(f"--swa-start {self.swa_start} must be less than --epochs {self.epochs}: the weights of "
+                              f"the epochs after it are averaged (e.g. --swa-start {self.epochs} --epochs "
+                              f"{self.epochs + max(1, self.epochs // 4)} averages {max(1, self.epochs // 4)} more)")
         if self.restarts and self.schedule != "cosine":
             raise ConfigError(f"--restarts {self.restarts} restarts a cosine schedule: add --schedule cosine")
-        cycles = first_cycles_in(self.restarts)      # the length of the whole run in first cycles
-        if self.restarts and self.epochs % cycles:
-            fits = [self.epochs // cycles * cycles, (self.epochs // cycles + 1) * cycles]
+        cycles = first_cycles_in(self.restarts)      # the length of the whole schedule in first cycles
+        length, which = ((self.swa_start, "--swa-start") if self.swa_start is not None else (self.epochs, "--epochs"))
+        if self.restarts and length % cycles:
+            fits = [length // cycles * cycles, (length // cycles + 1) * cycles]
             raise ConfigError(f"--restarts {self.restarts} makes {self.restarts + 1} cycles, each twice as long as "
-                              f"the one before, so --epochs must be a multiple of {cycles} for the restarts to fall "
-                              f"between epochs; got {self.epochs} (try {' or '.join(str(e) for e in fits if e)})")
+                              f"the one before, so {which} must be a multiple of {cycles} for the restarts to fall "
+                              f"between epochs; got {length} (try {' or '.join(str(e) for e in fits if e)})")
 
     @property
     def name(self):
@@ -180,11 +194,28 @@ class RunConfig:
             kind += "" if self.preactivation else "-post"
         return str(Path("runs") / f"{kind}-{self.dataset}")
 
+    @property
+    def schedule_epochs(self):
+        """The epochs the schedule spans: all of them, or with SWA those up to --swa-start."""
+        return self.epochs if self.swa_start is None else self.swa_start
+
+    @property
+    def swa_rate(self):
+        """SWA's constant learning rate: --swa-lr, or half of --lr."""
+        return self.lr / 2 if self.swa_lr is None else self.swa_lr
+
     def lr_at(self, step, steps_per_epoch):
-        """The learning rate of step ``step`` (from 0) of the run, under its schedule, lr and epochs."""
+        """The learning rate of step ``step`` (from 0) of the run, under its schedule, lr and epochs.
+
+        With SWA the schedule runs its course over the first swa_start epochs, as if the run ended
+        there, and every step after them takes swa_rate.
+        """
+        total = self.schedule_epochs * steps_per_epoch
+        if step >= total and self.swa_start is not None:
+            return self.swa_rate
         if self.schedule == "cosine":
-            return cosine_lr(step, self.lr, self.epochs * steps_per_epoch, self.restarts)
-        return SCHEDULES[self.schedule](step, self.lr, self.epochs * steps_per_epoch)
+            return cosine_lr(step, self.lr, total, self.restarts)
+        return SCHEDULES[self.schedule](step, self.lr, total)
 
     def to_dict(self):
         """The settings and the model's name, as saved in config.json and in checkpoints."""
@@ -380,8 +411,9 @@ class Aborted(Interrupted):
     """A second signal stopped the run at once, saving nothing."""
 
 
-def plot_curves(metrics, path, title=""):
-    """Loss and accuracy per epoch, train and test, into one PNG (written atomically)."""
+def plot_curves(metrics, path, title="", swa=None):
+    """Loss and accuracy per epoch, train and test, into one PNG (written atomically); ``swa``, finish_swa's
+    summary of a weight average, adds its test loss and accuracy as stars at the last epoch."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -390,6 +422,12 @@ def plot_curves(metrics, path, title=""):
     for split, style in (("train", "-"), ("test", "--")):
         left.plot(epochs, [m[f"{split}_loss"] for m in metrics], style, marker="o", label=split)
         right.plot(epochs, [100 * m[f"{split}_acc"] for m in metrics], style, marker="o", label=split)
+    if swa is not None:
+        first, last = swa["epochs"]
+        label = f"SWA, epochs {first}-{last}"
+        left.plot([last], [swa["test_loss"]], "*", color="tab:red", markersize=14, label=label)
+        right.plot([last], [100 * swa["test_acc"]], "*", color="tab:red", markersize=14,
+                   label=f"{label}: {swa['test_acc']:.2%}")
     left.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     right.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (left, right):
@@ -432,10 +470,21 @@ def read_metrics(path, before_epoch):
 
 def schedule_summary(config, steps_per_epoch):
     """One line saying how the learning rate moves over the run's steps (counted from 1, as in every message)."""
-    total = config.epochs * steps_per_epoch
-    length = f"{plural(config.epochs, 'epoch')} of {plural(steps_per_epoch, 'step')}"
+    summary = _schedule_summary(config, steps_per_epoch)
+    if config.swa_start is None:
+        return summary
+    averaged = config.epochs - config.swa_start
+    return (f"{summary}; then {config.swa_rate:g} for {plural(averaged, 'epoch')} (epochs {config.swa_start + 1}-"
+            f"{config.epochs}), the weights averaged at each one's end (SWA), and the average tested at the end")
+
+
+def _schedule_summary(config, steps_per_epoch):
+    """The schedule's part of schedule_summary: over all epochs, or with SWA up to --swa-start."""
+    epochs = config.schedule_epochs
+    total = epochs * steps_per_epoch
+    length = f"{plural(epochs, 'epoch')} of {plural(steps_per_epoch, 'step')}"
     if config.schedule == "cosine" and config.restarts:
-        cycles = restart_cycles(config.epochs, config.restarts)      # in epochs: check() makes them whole
+        cycles = restart_cycles(epochs, config.restarts)      # in epochs: check() makes them whole
         starts = [f"epoch {sum(cycles[:i]) + 1}" for i in range(1, len(cycles))]
         return (f"learning rate {config.lr:g}, cosine-annealed to 0 in cycles of {', '.join(map(str, cycles[:-1]))} "
                 f"and {cycles[-1]} epochs, back at {config.lr:g} from {' and '.join(starts)} (SGDR's warm restarts; "
@@ -549,6 +598,82 @@ def require_finite(model, optimizer, when):
         raise Diverged(f"{when}, {len(broken)} arrays hold NaN or infinite values ({', '.join(broken[:3])}{more})")
 
 
+def load_average(average, checkpoint, config, progress, path):
+    """Put a checkpoint's SWA average into ``average``; a CheckpointError if it does not hold the epochs after
+    --swa-start that the run has done (one saved with another --swa-start, or without SWA, after averaging began)."""
+    expected = max(0, progress.epoch - config.swa_start)
+    saved = checkpoint.get("swa") or {}
+    held = int(saved["n_averaged"]) if "n_averaged" in saved else 0
+    if held != expected:
+        raise CheckpointError(f"{path} holds an average of {plural(held, 'epoch')}, but with --swa-start "
+                              f"{config.swa_start} after {progress.epoch} epochs it should hold {expected}: resume "
+                              "with the --swa-start the averaging began with (--swa-start may change only before "
+                              "it begins)")
+    if held:
+        try:
+            average.load_state_dict(saved)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+
+
+def swa_batches(data, config):
+    """The batches that remake batch norm's statistics for SWA's average: every training image once, in an order
+    and with augmentation drawn from their own generator (seeded by --seed, the same on every resume), as in
+    training (torch.optim.swa_utils.update_bn is given the training loader). Yields model inputs (B, 3, 32, 32)."""
+    rng = np.random.default_rng([config.seed, 1])
+    order = rng.permutation(len(data.train_labels))
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size]
+        x, _ = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
+                             rng if config.augment else None, config.pad_fill)
+        yield x
+
+
+def finish_swa(model, average, data, config, out, stop, save_model):
+    """SWA's result: the average of the epoch-end weights after --swa-start, its batch-norm statistics made again
+    (``update_bn`` over ``swa_batches``), tested; written to out/swa.npz (a checkpoint that --eval-only and
+    tools/export_pretrained.py take) and out/swa.json, and marked on curves.png. Returns its Evaluation.
+
+    ``model`` (the last epoch's network) is left as it is. A signal on the way stops without writing anything
+    (Interrupted): the run's checkpoint is complete, and ``--resume`` does this part again.
+    """
+    started = time.perf_counter()
+    swa_model = build_model(config)
+    swa_model.load_state_dict(model.state_dict())          # the buffers' shapes; update_bn remakes their values
+    average.copy_to(swa_model)
+    batches = swa_batches(data, config)
+    steps = -(-len(data.train_labels) // config.batch_size)
+    bar = _tqdm()(batches, total=steps, desc="  SWA: batch-norm statistics", leave=False, unit="batch",
+                  dynamic_ncols=True)
+
+    def until_stopped(batches):
+        for x in batches:
+            if stop is not None and stop.requested:
+                return
+            yield x
+
+    try:
+        update_bn(swa_model, until_stopped(bar))
+    finally:
+        bar.close()
+    result = None if stop is not None and stop.requested else evaluate(swa_model, data, config, stop)
+    if result is None:
+        raise Interrupted(f"interrupted while testing SWA's average: the run's checkpoint is complete; finish with: "
+                          f"python -m scratchnet.train --resume --out {out}", stop.requested)
+    first = config.swa_start + 1
+    summary = {"epochs": [first, config.epochs], "n_averaged": average.n, "lr": config.swa_rate,
+               "bn_batches": steps, "test_loss": result.loss, "test_acc": result.accuracy, "test_top5": result.top5,
+               "seconds": round(time.perf_counter() - started, 3)}
+    save_model(swa_model, out / "swa.npz")
+    atomic_write_text(out / "swa.json", json.dumps(summary, indent=2) + "\n")
+    metrics = read_metrics(out / "metrics.jsonl", config.epochs + 1)
+    plot_curves(metrics, out / "curves.png", f"{config.name} on {config.dataset}", swa=summary)
+    _tqdm().write(f"SWA: the mean of the weights of epochs {first}-{config.epochs} ({average.n}), batch norm remade "
+                  f"over {steps} training batches: test loss {result.loss:.4f} acc {result.accuracy:.2%} "
+                  f"top-5 {result.top5:.2%}; saved to {out / 'swa.npz'}")
+    return result
+
+
 def train(config, checkpoint=None, saved=None):
     """Run (or resume, from a loaded checkpoint) training as configured; returns the list of per-epoch metrics.
 
@@ -561,6 +686,7 @@ def train(config, checkpoint=None, saved=None):
     optimizer = build_optimizer(model, config)
     data_rng = np.random.default_rng(config.seed)
     progress = Progress()
+    average = None if config.swa_start is None else WeightAverage(model)
     metrics_path, checkpoint_path, best_path = out / "metrics.jsonl", out / "checkpoint.npz", out / "best.npz"
     if checkpoint is not None:
         load_weights(model, checkpoint, checkpoint_path)
@@ -574,6 +700,8 @@ def train(config, checkpoint=None, saved=None):
             if was and was != now:
                 raise ConfigError(f"the run in {out} used {was:,} {split} images, but the data found now has "
                                   f"{now:,}: point --data-dir at the data it was trained on")
+        if average is not None:
+            load_average(average, checkpoint, config, progress, checkpoint_path)
         if checkpoint.get("format_version") == 1 and config.dropout > 0 and config.memory_efficient:
             print(f"warning: {checkpoint_path} was written before the memory-efficient network drew its "
                   "dropout masks in the textbook network's order: the run continues, with other masks than the "
@@ -592,12 +720,13 @@ def train(config, checkpoint=None, saved=None):
     def save(when, path=checkpoint_path):
         require_finite(model, optimizer, when)
         save_checkpoint(path, model, optimizer, progress.to_arrays(), {"data": data_rng, "model": model.rng},
-                        config.to_dict())
+                        config.to_dict(), average)
 
     print(f"{config.name}: {model.num_parameters():,} parameters, {n_train} training and "
           f"{len(data.test_labels)} test images, {config.device}, out {out}/")
     print(schedule_summary(config, steps))
-    if saved is not None and (saved.lr, saved.epochs) != (config.lr, config.epochs):
+    schedule_settings = ("lr", "epochs", "restarts", "swa_start", "swa_lr")
+    if saved is not None and any(getattr(saved, key) != getattr(config, key) for key in schedule_settings):
         here = progress.epoch * steps + progress.step
         print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here + 1:,}, "
               f"where it continues, the rate is now {config.lr_at(here, steps):g} (it was "
@@ -638,6 +767,8 @@ def train(config, checkpoint=None, saved=None):
             atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
             plot_curves(metrics, out / "curves.png", f"{config.name} on {config.dataset}")
             progress.finish_epoch()
+            if average is not None and progress.epoch > config.swa_start:
+                average.update(model)            # this epoch's end is one of the points SWA averages
             best = result.accuracy > progress.best_acc
             if best:
                 progress.best_acc = result.accuracy
@@ -648,6 +779,11 @@ def train(config, checkpoint=None, saved=None):
                        f"acc {record['test_acc']:.2%}"
                        f"{' (best)' if best else ''}  lr {record['lr']:.4g}  {record['images_per_s']:.1f} img/s  "
                        f"{record['seconds']:.1f} s")
+        if average is not None and average.n:
+            finish_swa(model, average, data, config, out, stop,
+                       lambda swa_model, path: save_checkpoint(path, swa_model, optimizer, progress.to_arrays(),
+                                                               {"data": data_rng, "model": model.rng},
+                                                               config.to_dict()))
     finally:
         stop.restore()
     return metrics

@@ -12,7 +12,6 @@ mean snapshot_epochs.py kept in the repository (it must hold exactly epochs FIRS
 names epoch LAST's checkpoint (the snapshots themselves may be gone with an earlier session's machine).
 """
 import argparse
-import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -23,9 +22,7 @@ from scratchnet.checkpoint import atomic_write, load_checkpoint
 from scratchnet.train import saved_config
 from scratchnet.trainer import build_model, evaluate, load_data, load_weights, prepare_batch
 
-spec = importlib.util.spec_from_file_location("scratchnet.swa", Path(__file__).with_name("swa.py"))
-swa = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(swa)
+from scratchnet import swa
 
 SNAPSHOTS = Path("/work/runs/snapshots")
 

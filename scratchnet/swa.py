@@ -50,8 +50,8 @@ class WeightAverage:
         if missing or "n_averaged" not in state:
             raise ValueError(f"WeightAverage.load_state_dict: the saved average lacks "
                              f"{', '.join(missing[:3]) or 'n_averaged'}{' ...' if len(missing) > 3 else ''}")
-        for name in self.mean:
-            self.mean[name][...] = state[name]
+        for name, mean in self.mean.items():
+            mean[...] = get_array_module(mean).asarray(state[name])     # a saved (NumPy) mean onto the device
         self.n = int(state["n_averaged"])
 
 
