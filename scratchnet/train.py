@@ -31,8 +31,8 @@ from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, non
 from .data import DataError
 from .models import PretrainedError, pretrained_path
 from .optim import SCHEDULES
-from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress, RunConfig, StopRequest,
-                      build_model, evaluate, flag, load_data, load_weights, require_training_extras, signal_name,
+from .trainer import (SCHEDULE_SETTINGS, Aborted, ConfigError, Diverged, Interrupted, MissingExtraError, Progress,
+                      RunConfig, StopRequest, build_model, evaluate, flag, load_data, load_weights, require_training_extras, signal_name,
                       train)
 
 # Settings that may differ when a run is resumed; every other one must match the saved config.
@@ -41,7 +41,7 @@ from .trainer import (Aborted, ConfigError, Diverged, Interrupted, MissingExtraE
 # With stochastic weight averaging, a finished run resumed with more --epochs (and --swa-start, where it has none)
 # averages the epochs it adds; --swa-start may change only before averaging begins (trainer.load_average).
 RESUME_MAY_CHANGE = {"epochs", "lr", "restarts", "swa_start", "swa_lr", "device", "data_dir", "out", "watch"}
-RECORDED_CHANGES = ("lr", "epochs", "restarts", "swa_start", "swa_lr")
+RECORDED_CHANGES = SCHEDULE_SETTINGS
 # Settings --eval-only takes from the command line rather than from the checkpoint's config.
 EVAL_MAY_CHANGE = {"device", "data_dir", "limit_test", "batch_size"}
 DEFAULTS = RunConfig()

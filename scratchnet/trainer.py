@@ -36,6 +36,9 @@ from .monitor import TrainingMonitor, find_non_finite, plot_layer_stats, plural,
 from .optim import SCHEDULES, SGD, cosine_lr, first_cycles_in, restart_cycles, step_milestones
 from .swa import WeightAverage, update_bn
 
+# The settings that shape the learning-rate schedule; a resume that changes one says how the rate moves.
+SCHEDULE_SETTINGS = ("lr", "epochs", "restarts", "swa_start", "swa_lr")
+
 TRAIN_EXTRA_HINT = "pip install 'scratchnet[train]' (from a checkout: pip install -e \".[train]\")"
 
 
@@ -616,11 +619,12 @@ def load_average(average, checkpoint, config, progress, path):
             raise CheckpointError(f"{path}: {e}") from None
 
 
-def swa_batches(data, config):
+def swa_batches(data, config, rng=None):
     """The batches that remake batch norm's statistics for SWA's average: every training image once, in an order
-    and with augmentation drawn from their own generator (seeded by --seed, the same on every resume), as in
-    training (torch.optim.swa_utils.update_bn is given the training loader). Yields model inputs (B, 3, 32, 32)."""
-    rng = np.random.default_rng([config.seed, 1])
+    and with augmentation drawn from their own generator (default: seeded by --seed, the same on every resume),
+    as in training (torch.optim.swa_utils.update_bn is given the training loader). Yields model inputs
+    (B, 3, 32, 32)."""
+    rng = np.random.default_rng([config.seed, 1]) if rng is None else rng
     order = rng.permutation(len(data.train_labels))
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
@@ -629,10 +633,11 @@ def swa_batches(data, config):
         yield x
 
 
-def finish_swa(model, average, data, config, out, stop, save_model):
+def finish_swa(model, average, data, config, out, stop, save):
     """SWA's result: the average of the epoch-end weights after --swa-start, its batch-norm statistics made again
     (``update_bn`` over ``swa_batches``), tested; written to out/swa.npz (a checkpoint that --eval-only and
-    tools/export_pretrained.py take) and out/swa.json, and marked on curves.png. Returns its Evaluation.
+    tools/export_pretrained.py take, by ``save(when, path, network)``) and out/swa.json. Returns swa.json's summary
+    (for ``plot_curves``).
 
     ``model`` (the last epoch's network) is left as it is. A signal on the way stops without writing anything
     (Interrupted): the run's checkpoint is complete, and ``--resume`` does this part again.
@@ -664,14 +669,12 @@ def finish_swa(model, average, data, config, out, stop, save_model):
     summary = {"epochs": [first, config.epochs], "n_averaged": average.n, "lr": config.swa_rate,
                "bn_batches": steps, "test_loss": result.loss, "test_acc": result.accuracy, "test_top5": result.top5,
                "seconds": round(time.perf_counter() - started, 3)}
-    save_model(swa_model, out / "swa.npz")
+    save("for SWA's average", out / "swa.npz", swa_model)
     atomic_write_text(out / "swa.json", json.dumps(summary, indent=2) + "\n")
-    metrics = read_metrics(out / "metrics.jsonl", config.epochs + 1)
-    plot_curves(metrics, out / "curves.png", f"{config.name} on {config.dataset}", swa=summary)
     _tqdm().write(f"SWA: the mean of the weights of epochs {first}-{config.epochs} ({average.n}), batch norm remade "
                   f"over {steps} training batches: test loss {result.loss:.4f} acc {result.accuracy:.2%} "
                   f"top-5 {result.top5:.2%}; saved to {out / 'swa.npz'}")
-    return result
+    return summary
 
 
 def train(config, checkpoint=None, saved=None):
@@ -717,20 +720,21 @@ def train(config, checkpoint=None, saved=None):
     tqdm = _tqdm()
     monitor = watch(model, config, out, progress.epoch * steps + progress.step)
 
-    def save(when, path=checkpoint_path):
-        require_finite(model, optimizer, when)
-        save_checkpoint(path, model, optimizer, progress.to_arrays(), {"data": data_rng, "model": model.rng},
-                        config.to_dict(), average)
+    def save(when, path=checkpoint_path, network=model):
+        """A checkpoint of the run; network: its model, or SWA's averaged copy (saved without the average)."""
+        require_finite(network, optimizer, when)
+        save_checkpoint(path, network, optimizer, progress.to_arrays(), {"data": data_rng, "model": model.rng},
+                        config.to_dict(), average if network is model else None)
 
     print(f"{config.name}: {model.num_parameters():,} parameters, {n_train} training and "
           f"{len(data.test_labels)} test images, {config.device}, out {out}/")
     print(schedule_summary(config, steps))
-    schedule_settings = ("lr", "epochs", "restarts", "swa_start", "swa_lr")
-    if saved is not None and any(getattr(saved, key) != getattr(config, key) for key in schedule_settings):
+    if saved is not None and any(getattr(saved, key) != getattr(config, key) for key in SCHEDULE_SETTINGS):
         here = progress.epoch * steps + progress.step
         print(f"resumed with other settings than saved: it was {schedule_summary(saved, steps)}. At step {here + 1:,}, "
               f"where it continues, the rate is now {config.lr_at(here, steps):g} (it was "
               f"{saved.lr_at(here, steps):g}); recorded in {out / 'config.json'}")
+    title = f"{config.name} on {config.dataset}"
     stop = StopRequest()
     try:
         while progress.epoch < config.epochs:
@@ -765,7 +769,7 @@ def train(config, checkpoint=None, saved=None):
             # drops the lines of epochs its checkpoint does not hold.
             metrics.append(record)
             atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
-            plot_curves(metrics, out / "curves.png", f"{config.name} on {config.dataset}")
+            plot_curves(metrics, out / "curves.png", title)
             progress.finish_epoch()
             if average is not None and progress.epoch > config.swa_start:
                 average.update(model)            # this epoch's end is one of the points SWA averages
@@ -780,10 +784,8 @@ def train(config, checkpoint=None, saved=None):
                        f"{' (best)' if best else ''}  lr {record['lr']:.4g}  {record['images_per_s']:.1f} img/s  "
                        f"{record['seconds']:.1f} s")
         if average is not None and average.n:
-            finish_swa(model, average, data, config, out, stop,
-                       lambda swa_model, path: save_checkpoint(path, swa_model, optimizer, progress.to_arrays(),
-                                                               {"data": data_rng, "model": model.rng},
-                                                               config.to_dict()))
+            summary = finish_swa(model, average, data, config, out, stop, save)
+            plot_curves(metrics, out / "curves.png", title, swa=summary)
     finally:
         stop.restore()
     return metrics

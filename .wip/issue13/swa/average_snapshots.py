@@ -20,22 +20,11 @@ import numpy as np
 
 from scratchnet.checkpoint import atomic_write, load_checkpoint
 from scratchnet.train import saved_config
-from scratchnet.trainer import build_model, evaluate, load_data, load_weights, prepare_batch
+from scratchnet.trainer import build_model, evaluate, load_data, load_weights, swa_batches
 
 from scratchnet import swa
 
 SNAPSHOTS = Path("/work/runs/snapshots")
-
-
-def training_batches(data, config, seed=0):
-    """The training images once, in a shuffled order, augmented as in training: model inputs (64, 3, 32, 32)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data.train_labels))
-    for start in range(0, len(order), config.batch_size):
-        index = order[start:start + config.batch_size]
-        x, _ = prepare_batch(data.train_images[index], data.train_labels[index], data, config.device,
-                             rng if config.augment else None, config.pad_fill)
-        yield x
 
 
 def main(argv=None):
@@ -82,7 +71,7 @@ def main(argv=None):
             load_weights(model, load_checkpoint(path), path)
             average.update(model)
     average.copy_to(model)
-    batches = swa.update_bn(model, training_batches(data, config))
+    batches = swa.update_bn(model, swa_batches(data, config, np.random.default_rng(0)))   # the generator of 2026-12-06
     averaged = evaluate(model, data, config)
     print(f"mean of epochs {args.first}-{args.last} ({average.n} snapshots, batch-norm statistics from {batches} "
           f"training batches): test accuracy {averaged.accuracy:.2%}, loss {averaged.loss:.4f}", flush=True)
