@@ -12,10 +12,11 @@ import pytest
 
 from run_helpers import ROOT
 from scratchnet import train as train_module
-from scratchnet.checkpoint import CheckpointError, save_checkpoint
+from scratchnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scratchnet.data import load_cifar, normalize
 from scratchnet.models import PretrainedError, densenet_cifar, pretrained
 from scratchnet.optim import SGD
+from scratchnet.swa import WeightAverage
 from scratchnet.trainer import RunConfig
 
 NAME = "densenet-bc-L40-k12-cifar10"
@@ -32,15 +33,21 @@ def _load_tool():
 export_pretrained = _load_tool()
 
 
-def finished_run(folder, seed=5, depth=40, epochs_done=40, poison=False):
-    """A checkpoint as the trainer leaves it after the run: weights of a network seeded with ``seed``."""
+def finished_run(folder, seed=5, depth=40, epochs_done=40, poison=False, swa_start=None, running_average=False):
+    """A checkpoint as the trainer leaves it after the run: weights of a network seeded with ``seed``. With
+    ``swa_start`` the run averaged its later epochs' weights: its checkpoint.npz holds the last epoch and the
+    running average (``running_average``), its swa.npz the average alone (the default)."""
     folder.mkdir(parents=True, exist_ok=True)
     model = densenet_cifar(depth, 12, seed=seed)
     if poison:
         model.classifier.weight.data[0, 0] = np.nan
-    config = RunConfig(depth=depth, epochs=40, schedule="cosine", data_dir="/somewhere/cifar10", out=str(folder))
+    config = RunConfig(depth=depth, epochs=40, schedule="cosine", data_dir="/somewhere/cifar10", out=str(folder),
+                       swa_start=swa_start)
+    average = WeightAverage(model) if running_average else None
+    if running_average:
+        average.update(model)
     save_checkpoint(folder / "checkpoint.npz", model, SGD(model.parameters(), lr=0.1), {"epoch": epochs_done},
-                    {"data": np.random.default_rng(0)}, config.to_dict())
+                    {"data": np.random.default_rng(0)}, config.to_dict(), average)
     return folder / "checkpoint.npz", model
 
 
@@ -101,12 +108,23 @@ def test_a_damaged_weights_file_is_named(shipped, tmp_path):
 
 @pytest.mark.parametrize("problem, message", [
     ({"epochs_done": 39}, "has 39 of its 40 epochs done"), ({"depth": 16}, "holds DenseNet-BC (L=16, k=12)"),
-    ({"poison": True}, "non-finite weights (classifier.weight)")])
+    ({"poison": True}, "non-finite weights (classifier.weight)"),
+    ({"swa_start": 30, "running_average": True},
+     "holds the last epoch of a run that averaged its weights (--swa-start 30); the run's result is the average: "
+     "export swa.npz beside it")])
 def test_export_refuses_a_run_that_must_not_ship(tmp_path, problem, message):
     checkpoint, _ = finished_run(tmp_path / "run", **problem)
     with pytest.raises(ValueError, match=re.escape(message)):
         export_pretrained.export(checkpoint, NAME)
     assert not (tmp_path / "run" / "weights.npz").exists()
+
+
+def test_export_takes_the_average_a_run_that_averaged_its_weights_saved(tmp_path):
+    checkpoint, model = finished_run(tmp_path / "run", swa_start=30)    # as the trainer saves swa.npz
+    exported = load_checkpoint(export_pretrained.export(checkpoint, NAME))
+    assert exported["config"]["swa_start"] == 30
+    for name, value in model.state_dict().items():
+        assert np.array_equal(exported["model"][name], value), name
 
 
 def test_eval_only_pretrained_reports_the_shipped_networks_accuracy(shipped, cifar_dir, capsys):

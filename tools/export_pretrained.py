@@ -6,7 +6,8 @@ writes ``weights.npz`` beside the run's model card: the run's config and the mod
 trained), no optimiser state. It refuses a run that has not finished all its epochs (``--unfinished`` allows it,
 for trying the pipeline out), holds non-finite weights, or was trained with other settings than the shipped
 network's (``scratchnet.models.PRETRAINED``). The final epoch's weights are shipped, not best.npz's: choosing the
-epoch by its test accuracy would make the reported test accuracy optimistic.
+epoch by its test accuracy would make the reported test accuracy optimistic. A run that averaged its weights
+(``--swa-start``) ships its average, ``swa.npz``; its ``checkpoint.npz`` (the last epoch) is refused.
 """
 import argparse
 import json
@@ -29,6 +30,9 @@ def export(checkpoint_path, name, unfinished=False, out=None):
     if epochs_done < config.epochs and not unfinished:
         raise ValueError(f"{checkpoint_path} has {epochs_done} of its {config.epochs} epochs done; finish the run "
                          "first (or pass --unfinished to try the export out)")
+    if config.swa_start is not None and checkpoint["swa"]:
+        raise ValueError(f"{checkpoint_path} holds the last epoch of a run that averaged its weights (--swa-start "
+                         f"{config.swa_start}); the run's result is the average: export swa.npz beside it")
     trained = {"depth": config.depth, "k": config.k, "bc": config.bc, "theta": config.theta, "dropout": config.dropout,
                "num_classes": 100 if config.dataset == "cifar100" else 10, "preactivation": config.preactivation}
     try:
