@@ -43,8 +43,9 @@ def finished_run(folder, seed=5, depth=40, epochs_done=40, poison=False, swa_sta
         model.classifier.weight.data[0, 0] = np.nan
     config = RunConfig(depth=depth, epochs=40, schedule="cosine", data_dir="/somewhere/cifar10", out=str(folder),
                        swa_start=swa_start)
-    average = WeightAverage(model) if running_average else None
+    average = None
     if running_average:
+        average = WeightAverage(model)
         average.update(model)
     save_checkpoint(folder / "checkpoint.npz", model, SGD(model.parameters(), lr=0.1), {"epoch": epochs_done},
                     {"data": np.random.default_rng(0)}, config.to_dict(), average)
