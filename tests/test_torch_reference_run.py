@@ -5,12 +5,9 @@ metrics line per epoch, and a run stopped in the middle of an epoch and resumed 
 unstopped run ends.
 """
 import importlib.util
-import json
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from run_helpers import ROOT, read_metrics
 
 
 def load_tool():
@@ -23,7 +20,7 @@ def load_tool():
 def run(tool, cifar_dir, out, *extra):
     tool.main(["--data-dir", str(cifar_dir), "--out", str(out), "--epochs", "2", "--depth", "10", "--k", "4",
                "--threads", "1", "--save-every", "1", *extra])
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(out)
 
 
 def test_a_stopped_and_resumed_run_ends_as_an_unstopped_one(torch, cifar_dir, tmp_path, monkeypatch):
