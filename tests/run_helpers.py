@@ -1,4 +1,6 @@
-"""What the tests of ``python -m scratchnet.train`` share: a tiny run's flags and its metrics file."""
+"""What the tests of ``python -m scratchnet.train`` share: a tiny run's flags and its metrics file; and what the
+tests of tools/ share: importing a tool."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +20,14 @@ def tiny_run(data_dir, out, *extra):
 
 def read_metrics(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def load_tool(name):
+    """tools/NAME.py imported as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def without_timing(metrics):

@@ -1,14 +1,11 @@
 """tools/compare_runs.py: two metrics.jsonl files side by side, as a table and a plot."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "tools" / "compare_runs.py")
-compare_runs = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_runs)
+from run_helpers import load_tool
+
+compare_runs = load_tool("compare_runs")
 
 
 def write_run(path, accs):

@@ -4,13 +4,12 @@ Most tests point the package at a weights folder of their own (a seeded network 
 would be), so they check the loading, not the training; the last one classifies the real CIFAR-10 test set
 with the weights that really ship.
 """
-import importlib.util
 import re
 
 import numpy as np
 import pytest
 
-from run_helpers import ROOT
+from run_helpers import ROOT, load_tool
 from scratchnet import train as train_module
 from scratchnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scratchnet.data import load_cifar, normalize
@@ -21,16 +20,7 @@ from scratchnet.trainer import RunConfig
 
 NAME = "densenet-bc-L40-k12-cifar10"
 SHIPPED_WEIGHTS = ROOT / "scratchnet" / "models" / "weights" / NAME / "weights.npz"
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("export_pretrained", ROOT / "tools" / "export_pretrained.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_pretrained = _load_tool()
+export_pretrained = load_tool("export_pretrained")
 
 
 def finished_run(folder, seed=5, depth=40, epochs_done=40, poison=False, swa_start=None, running_average=False):

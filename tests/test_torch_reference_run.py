@@ -4,17 +4,9 @@ On the session's small synthetic CIFAR-10 folder (100 training images: two steps
 metrics line per epoch, and a run stopped in the middle of an epoch and resumed ends exactly where an
 unstopped run ends.
 """
-import importlib.util
 import pytest
 
-from run_helpers import ROOT, read_metrics
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("torch_reference_run", ROOT / "tools" / "torch_reference_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from run_helpers import load_tool, read_metrics
 
 
 def run(tool, cifar_dir, out, *extra):
@@ -24,7 +16,7 @@ def run(tool, cifar_dir, out, *extra):
 
 
 def test_a_stopped_and_resumed_run_ends_as_an_unstopped_one(torch, cifar_dir, tmp_path, monkeypatch):
-    tool = load_tool()
+    tool = load_tool("torch_reference_run")
     straight = run(tool, cifar_dir, tmp_path / "straight")
     assert [row["epoch"] for row in straight] == [1, 2]
     assert all(0 <= row["test_acc"] <= 1 and row["train_loss"] > 0 for row in straight)
@@ -52,7 +44,7 @@ def test_a_stopped_and_resumed_run_ends_as_an_unstopped_one(torch, cifar_dir, tm
 
 
 def test_it_refuses_to_overwrite_a_run_and_to_resume_nothing(torch, cifar_dir, tmp_path):
-    tool = load_tool()
+    tool = load_tool("torch_reference_run")
     with pytest.raises(SystemExit, match="no .*checkpoint.pt"):
         run(tool, cifar_dir, tmp_path / "none", "--resume")
     run(tool, cifar_dir, tmp_path / "done")
