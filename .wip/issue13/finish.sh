@@ -12,9 +12,9 @@ export)
     python -c "
 import json; run = [json.loads(l) for l in open('$F/metrics.jsonl')]
 epochs = json.load(open('$F/config.json'))['epochs']
-assert len(run) == epochs == 340, f'the run has {len(run)} of {epochs} epochs'
+assert len(run) == epochs == 400, f'the run has {len(run)} of {epochs} epochs'
 swa = json.load(open('$F/swa.json'))
-assert swa['epochs'] == [281, 340] and swa['n_averaged'] == 60, swa
+assert swa['epochs'] == [281, 400] and swa['n_averaged'] == 120, swa
 assert swa['test_acc'] >= 0.90, f'the average classifies {swa[\"test_acc\"]:.2%}: below 90 %, nothing ships (the rule)'"
     python tools/export_pretrained.py $F/swa.npz
     python .wip/issue13/preview07.py $F/swa.npz > /tmp/preview_final.txt 2>&1
