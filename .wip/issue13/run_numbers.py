@@ -9,6 +9,6 @@ print(f"sum seconds {s:.0f} = {s/3600:.2f} h; whole epochs 1-13 (Xeon; epoch 14 
 swa = json.load(open(f"{folder}/swa.json"))
 averaged = run[280:]
 print(f"SWA: average of epochs {swa['epochs']} ({swa['n_averaged']}): test {swa['test_acc']:.2%} top5 {swa['test_top5']:.2%} "
-      f"loss {swa['test_loss']:.4f}; bn+test {swa['seconds']:.0f} s; single epochs 281-340 "
+      f"loss {swa['test_loss']:.4f}; bn+test {swa['seconds']:.0f} s; single epochs 281-400 "
       f"{min(m['test_acc'] for m in averaged):.2%}..{max(m['test_acc'] for m in averaged):.2%}, "
-      f"60 epochs {sum(m['seconds'] for m in averaged) / 3600:.2f} h")
+      f"120 epochs {sum(m['seconds'] for m in averaged) / 3600:.2f} h")
