@@ -36,6 +36,9 @@ values = {"FINAL_ACC": f"{swa['test_acc']:.2%}", "TOP5": f"{swa['test_top5']:.2%
           "ACC280": f"{acc[280]:.2%}", "HOURS280": f"{sum(m['seconds'] for m in run[:280]) / 3600:.1f}",
           "SWA_HOURS": f"{(sum(m['seconds'] for m in averaged) + swa_seconds) / 3600:.1f}",
           "SWA_BN_MINUTES": f"{swa['seconds'] / 60:.0f}",
+          "FIRST_ACC": f"{first_look['test_acc']:.2%}", "FIRST_TOP5": f"{first_look['test_top5']:.2%}",
+          "FIRST_LOSS": f"{first_look['test_loss']:.3f}", "FIRST_BN_MINUTES": f"{first_look['seconds'] / 60:.0f}",
+          "FIRST_SHORT": str(round((0.90 - first_look["test_acc"]) * 10000)),        # test images below the 90 % rule
           "SWA_SINGLE_MIN": f"{min(m['test_acc'] for m in averaged):.2%}",
           "SWA_SINGLE_MAX": f"{max(m['test_acc'] for m in averaged):.2%}",
           "SWA_SINGLE_MEAN": f"{sum(m['test_acc'] for m in averaged) / len(averaged):.2%}",
