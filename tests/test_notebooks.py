@@ -15,7 +15,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 # Lectures that measure something on real CIFAR-10 where they find it (and run without it too).
-READS_REAL_CIFAR10 = {"07_what_the_network_learned.ipynb"}
+READS_REAL_CIFAR10 = {"05_densenet_bc_on_cifar10.ipynb", "07_what_the_network_learned.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

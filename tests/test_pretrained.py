@@ -4,12 +4,13 @@ Most tests point the package at a weights folder of their own (a seeded network 
 would be), so they check the loading, not the training; the last one classifies the real CIFAR-10 test set
 with the weights that really ship.
 """
+import json
 import re
 
 import numpy as np
 import pytest
 
-from run_helpers import ROOT, load_tool
+from run_helpers import ROOT, load_tool, read_metrics
 from scratchnet import train as train_module
 from scratchnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scratchnet.data import load_cifar, normalize
@@ -130,10 +131,29 @@ def test_eval_only_pretrained_reports_the_shipped_networks_accuracy(shipped, cif
     assert reported == pytest.approx(np.mean(predicted == data.test_labels), abs=5e-5)
 
 
-def test_the_shipped_network_classifies_the_real_cifar10_test_set(request):
-    if not SHIPPED_WEIGHTS.is_file():
-        pytest.skip("issue 13's training run has not finished: no weights.npz ships yet")
-    real_cifar10_dir = request.getfixturevalue("real_cifar10_dir")
+def shipped_run_accuracy(config):
+    """The test accuracy the shipped run (its weights file's ``config``) measured for the weights it ships: the
+    average's (swa.json) where it averaged weights (--swa-start), else the last epoch's (metrics.jsonl)."""
+    folder = SHIPPED_WEIGHTS.parent
+    if config.get("swa_start") is not None:
+        return json.loads((folder / "swa.json").read_text())["test_acc"]
+    return read_metrics(folder)[-1]["test_acc"]
+
+
+def test_the_weights_ship_with_their_model_card_and_no_training_checkpoint():
+    folder = SHIPPED_WEIGHTS.parent
+    assert SHIPPED_WEIGHTS.is_file(), f"{SHIPPED_WEIGHTS} is missing: git checkout -- scratchnet/models/weights"
+    assert not any((folder / name).exists() for name in ("checkpoint.npz", "best.npz", "swa.npz"))
+    config = load_checkpoint(SHIPPED_WEIGHTS)["config"]
+    run = read_metrics(folder)
+    assert config["out"] is None and config["data_dir"] == RunConfig.data_dir     # nothing of the training machine
+    assert [row["epoch"] for row in run] == list(range(1, config["epochs"] + 1))   # every epoch of a finished run
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert f"**{shipped_run_accuracy(config):.2%} top-1 accuracy**" in card    # the headline: the run's own figure
+    assert "JPEG" in card and "python -m scratchnet.train" in card
+
+
+def test_the_shipped_network_classifies_the_real_cifar10_test_set(real_cifar10_dir, capsys):
     model = densenet_cifar(40, 12, pretrained=True, memory_efficient=True).eval()
     data = load_cifar("cifar10", real_cifar10_dir, download=False)
     predicted = np.concatenate([model(normalize(data.test_images[start:start + 500], data.mean, data.std))
@@ -141,3 +161,12 @@ def test_the_shipped_network_classifies_the_real_cifar10_test_set(request):
     accuracy = np.mean(predicted == data.test_labels)
     print(f"top-1 accuracy of the shipped network on the 10,000 test images: {accuracy:.2%}")
     assert len(data.test_labels) == 10_000 and accuracy >= 0.90
+    # The weights are the run's result: its own test accuracy, measured when it was trained, within a few images
+    # (the JPEG copy decoded again, perhaps by another Pillow, may flip one or two borderline images).
+    assert accuracy == pytest.approx(shipped_run_accuracy(load_checkpoint(SHIPPED_WEIGHTS)["config"]), abs=0.003)
+    # The command line reaches the same weights and counts the same images right.
+    capsys.readouterr()
+    assert train_module.main(["--eval-only", "pretrained", "--data-dir", str(real_cifar10_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "weights.npz" in printed and "(10000 images)" in printed
+    assert float(re.search(r"top-1 accuracy ([0-9.]+)%", printed).group(1)) / 100 == pytest.approx(accuracy, abs=5e-5)

@@ -1,7 +1,7 @@
 """Put training runs side by side: their metrics.jsonl files as a table and one plot.
 
     python tools/compare_runs.py scratchnet=scratchnet/models/weights/densenet-bc-L40-k12-cifar10/metrics.jsonl \
-        pytorch=.wip/issue13/torch_ref/metrics.jsonl --epochs 40 --out docs/img/scratchnet_vs_pytorch.png
+        pytorch=docs/logs/pytorch-reference-cosine40.jsonl --epochs 40 --every 5 --out docs/img/scratchnet-vs-pytorch-cosine40.png
 
 Each run is NAME=PATH (a metrics.jsonl of ``python -m scratchnet.train`` or ``tools/torch_reference_run.py``);
 --epochs keeps the first N epochs of each. Prints a Markdown table of the test accuracy and the training loss
